@@ -1,0 +1,129 @@
+"""The tabular target-blind policy: logits over (state, move slot) (SPEC 2).
+
+``pi(move | state) = softmax(logits[state, :])`` over the valid move slots; invalid slots have
+logit ``-inf``. Logits are float32 unless a function is asked for another dtype; the analysis
+functions here that report probabilities compute in float64.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mazejax import _checks
+from mazejax.maze import TYPE_NAMES, Maze
+
+
+def probabilities(maze: Maze, logits: jax.Array) -> jax.Array:
+    """Move probabilities [S, D] in the dtype of ``logits``: a softmax over valid slots.
+
+    Rows without a valid move (padding) are all zero, never NaN.
+    """
+    valid = jnp.asarray(maze.valid)
+    masked = jnp.where(valid, logits, -jnp.inf)
+    top = jnp.max(masked, axis=-1, keepdims=True)
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    weights = jnp.where(valid, jnp.exp(masked - top), 0.0)
+    total = jnp.sum(weights, axis=-1, keepdims=True)
+    return weights / jnp.where(total > 0, total, 1.0)
+
+
+def pretrained_logits(maze: Maze, dtype=jnp.float32) -> jax.Array:
+    """The pretrained ("base") model: logit 0 on every valid move, ``-inf`` elsewhere. [S, D]."""
+    with jax.enable_x64(np.dtype(dtype).itemsize == 8):
+        return jnp.where(jnp.asarray(maze.valid), 0.0, -jnp.inf).astype(dtype)
+
+
+def continues(maze: Maze) -> jax.Array:
+    """bool [S, D]: the move keeps the state's direction of travel along its branch.
+
+    Defined for typed states (SPEC 2.1); for those the "desired" move of each type is exactly the
+    one that continues (R+ and L+ forward, R- and L- backward).
+    """
+    forward = jnp.asarray(maze.forward)
+    typed = jnp.asarray(maze.state_type) >= 0
+    return typed[:, None] & jnp.asarray(maze.valid) & (forward[jnp.asarray(maze.successors)] == forward[:, None])
+
+
+def _per_depth(maze: Maze, name: str, value) -> None:
+    """Check a per-depth probability argument: a scalar or one value per depth, in [0, 1]."""
+    depths = maze.capacity.depths
+    shape = np.shape(value)
+    if shape not in ((), (depths,)):
+        raise ValueError(f"{name} must be a scalar or an array of shape ({depths},), got shape {shape}")
+    if not _checks.is_traced(value):
+        arr = np.asarray(value, dtype=float)
+        if not np.all((arr >= 0) & (arr <= 1)):
+            raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+
+
+def typed_logits(maze: Maze, a, b, c, d, dtype=jnp.float32) -> jax.Array:
+    """Logits of the policy with per-depth type probabilities ``a, b, c, d`` (SPEC 2.1). [S, D].
+
+    Each argument is a scalar or an array of shape ``[maze.capacity.depths]`` (depth j at index
+    j - 1). A typed state puts probability ``p`` of its type on the moves that continue its
+    direction (uniformly over parallel copies) and ``1 - p`` on the others; ``p = 1`` or ``0``
+    gives ``-inf`` logits. Untyped states (fork rows, the leaf's incoming edge) stay uniform.
+    Computed in ``dtype`` (float64 runs under ``jax.enable_x64``).
+    """
+    if not maze.structured or not np.any(np.asarray(maze.state_type) >= 0):
+        raise ValueError("maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use typed_logits")
+    for name, value in zip("abcd", (a, b, c, d)):
+        _per_depth(maze, name, value)
+    with jax.enable_x64(np.dtype(dtype).itemsize == 8):
+        depths = maze.capacity.depths
+        table = jnp.stack([jnp.broadcast_to(jnp.asarray(p, dtype), (depths,)) for p in (a, b, c, d)])
+        state_type = jnp.asarray(maze.state_type)
+        typed = state_type >= 0
+        p = table[jnp.maximum(state_type, 0), jnp.maximum(jnp.asarray(maze.depth) - 1, 0)][:, None]
+        valid = jnp.asarray(maze.valid)
+        cont = continues(maze)
+        n_cont = jnp.maximum(jnp.sum(cont, axis=1, keepdims=True), 1).astype(dtype)
+        n_other = jnp.maximum(jnp.sum(valid & ~cont, axis=1, keepdims=True), 1).astype(dtype)
+        typed_values = jnp.where(cont, jnp.log(p / n_cont), jnp.log((1 - p) / n_other))
+        logits = jnp.where(typed[:, None], typed_values, 0.0)
+        return jnp.where(valid, logits, -jnp.inf).astype(dtype)
+
+
+def type_probabilities(maze: Maze, logits: jax.Array) -> dict[str, jax.Array]:
+    """Per-depth ``a, b, c, d`` of any policy on a paper maze, in float64.
+
+    For each type and depth: the probability of continuing the direction of travel, averaged over
+    the parallel copies and the branches that reach that depth. Returns a dict with keys
+    ``"a"``, ``"b"``, ``"c"``, ``"d"``, each float64 [maze.capacity.depths].
+    """
+    if not maze.structured or not np.any(np.asarray(maze.state_type) >= 0):
+        raise ValueError("maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use type_probabilities")
+    _checks.logits_shape(maze, logits)
+    with jax.enable_x64(True):
+        return _type_probabilities(maze, jnp.asarray(logits, jnp.float64))
+
+
+@jax.jit
+def _type_probabilities(maze: Maze, logits: jax.Array) -> dict[str, jax.Array]:
+    pi = probabilities(maze, logits)
+    p_cont = jnp.sum(jnp.where(continues(maze), pi, 0.0), axis=1)
+    depths = maze.capacity.depths
+    state_type, depth = jnp.asarray(maze.state_type), jnp.asarray(maze.depth)
+    out = {}
+    for code, key in enumerate("abcd"):
+        member = (state_type == code)[None, :] & (depth[None, :] == jnp.arange(1, depths + 1)[:, None])
+        out[key] = jnp.sum(jnp.where(member, p_cont, 0.0), axis=1) / jnp.maximum(jnp.sum(member, axis=1), 1)
+    return out
+
+
+def trainable_moves(maze: Maze) -> jax.Array:
+    """bool [S, D]: the logits training may change (valid moves of trainable rows)."""
+    return jnp.asarray(maze.trainable)[:, None] & jnp.asarray(maze.valid)
+
+
+__all__ = [
+    "TYPE_NAMES",
+    "continues",
+    "pretrained_logits",
+    "probabilities",
+    "trainable_moves",
+    "type_probabilities",
+    "typed_logits",
+]
