@@ -140,36 +140,29 @@ def _transition_probabilities(maze: Maze, logits: jax.Array) -> jax.Array:
     return probabilities(maze, jnp.asarray(logits).astype(F64))
 
 
-def _eliminate(Z, tgt, r, pivots):
+def _eliminate(Z, tgt, r, doomed, pivots):
     """Eliminate states ``pivots`` (static list) from a sub-chain, GTH style.
 
     ``Z`` [n, n] holds transition probabilities among the kept and to-be-eliminated states,
     ``tgt`` [n] the probability of moving into the (absorbing) target, ``r`` [n] the expected
-    cost accumulated before the next transition recorded in ``Z``/``tgt``. Rows of pivots must be
-    complete (all their outgoing probability is in ``Z`` or ``tgt``). After the call, rows of kept
-    states describe the chain watched only on kept states (and the target).
+    cost accumulated before the next transition recorded in ``Z``/``tgt``, ``doomed`` [n] whether
+    the walk from a state misses the target with positive probability (its ``r`` is then
+    meaningless). Rows of pivots must be complete (all their outgoing probability is in ``Z`` or
+    ``tgt``). Afterwards the rows of kept states describe the chain watched on kept states only.
+    A pivot whose leaving probability is exactly zero is a trap: whoever can enter it is doomed.
     """
-    n = Z.shape[0]
-    idx = jnp.arange(n)
-
-    def body(p, carry):
-        Z, tgt, r = carry
+    idx = jnp.arange(Z.shape[0])
+    for p in pivots:
         off = idx != p
         row = jnp.where(off, Z[p], 0.0)
         leave = jnp.sum(row) + tgt[p]  # probability of leaving p: a sum, never 1 - Z[p, p]
-        safe = jnp.where(leave > 0, leave, 1.0)
         col = jnp.where(off, Z[:, p], 0.0)
-        frac = col / safe
-        rp = r[p]
-        finite = jnp.isfinite(rp) & (leave > 0)
-        gain = jnp.where(finite, frac * jnp.where(finite, rp, 0.0), jnp.where(col > 0, jnp.inf, 0.0))
-        Z = (Z + frac[:, None] * row[None, :]) * (off[:, None] & off[None, :])
-        return Z, tgt + frac * tgt[p], r + gain
-
-    carry = (Z, tgt, r)
-    for p in pivots:
-        carry = body(p, carry)
-    return carry
+        frac = col / jnp.where(leave > 0, leave, 1.0)
+        doomed = doomed | ((col > 0) & (doomed[p] | (leave == 0)))
+        Z = (Z + frac[:, None] * row[None, :]).at[:, p].set(0.0)
+        tgt = tgt + frac * tgt[p]
+        r = r + frac * r[p]
+    return Z, tgt, r, doomed
 
 
 def _chain_solve(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array:
@@ -211,38 +204,40 @@ def _chain_solve(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array
         """Walk from the virtual entry of one branch: (P[exit], P[target], E[cost])."""
         absorb = leaf_b & target
 
-        def step(carry, k):
-            A, tgt, r = carry  # level k, deeper levels already eliminated
-            keep = ~absorb[k]
-            down_k = down_b[k] * keep[:, None]
-            tgt = jnp.where(absorb[k], 1.0, tgt)
-            r = jnp.where(absorb[k], 0.0, r)
+        def step(carry, level):
+            A, tgt, r, doomed = carry  # this level, deeper levels already eliminated
+            down_k, up_above, cost_above, absorb_k = level
+            keep = ~absorb_k
+            tgt = jnp.where(absorb_k, 1.0, tgt)
+            r = jnp.where(absorb_k, 0.0, r)
             Z = jnp.zeros((2 * G, 2 * G), F64)
-            Z = Z.at[:G, G:].set(up_b[k - 1]).at[G:, :G].set(down_k).at[G:, G:].set(A * keep[:, None])
+            Z = Z.at[:G, G:].set(up_above).at[G:, :G].set(down_k * keep[:, None]).at[G:, G:].set(A * keep[:, None])
             tgt2 = jnp.concatenate([jnp.zeros(G, F64), tgt])
-            r2 = jnp.concatenate([cost_b[k - 1], r])
-            Z, tgt2, r2 = _eliminate(Z, tgt2, r2, range(G, 2 * G))
-            return (Z[:G, :G], tgt2[:G], r2[:G]), None
+            r2 = jnp.concatenate([cost_above, r])
+            doomed2 = jnp.concatenate([jnp.zeros(G, bool), doomed & keep])
+            Z, tgt2, r2, doomed2 = _eliminate(Z, tgt2, r2, doomed2, range(G, 2 * G))
+            return (Z[:G, :G], tgt2[:G], r2[:G], doomed2[:G]), None
 
-        init = (jnp.zeros((G, G), F64), jnp.zeros(G, F64), cost_b[N])
-        (A, tgt, r), _ = lax.scan(step, init, jnp.arange(N, 0, -1))
-        return A[1, 0], tgt[1], r[1]
+        # Levels N, ..., 1 with the level above each: (down[k], up[k - 1], cost[k - 1], absorb[k]).
+        levels = (down_b[:0:-1], up_b[-2::-1], cost_b[-2::-1], absorb[:0:-1])
+        init = (jnp.zeros((G, G), F64), jnp.zeros(G, F64), cost_b[N], jnp.zeros(G, bool))
+        (A, tgt, r, doomed), _ = lax.scan(step, init, levels)
+        return A[1, 0], tgt[1], r[1], doomed[1]
 
     versions = jax.vmap(  # [2 (leaf not target, leaf target), B]
         lambda target: jax.vmap(branch_exit, in_axes=(0, 0, 0, 0, None))(down, up, cost, leaf, target)
     )(jnp.array([False, True]))
-    q, p, R = versions
+    q, p, R, lost = versions
     fork_states = jnp.concatenate([jnp.zeros(1, jnp.int32), chain_state[:, 0, 0]])  # s0, e_1..e_B
     fork_cost = rewards_pad[jnp.where(fork_states >= 0, fork_states, cap.states)]
 
     def per_target(tb):
         chosen = jnp.arange(B) == tb
-        q_t, p_t, R_t = (jnp.where(chosen, x[1], x[0]) for x in (q, p, R))
+        q_t, p_t, R_t, lost_t = (jnp.where(chosen, x[1], x[0]) for x in (q, p, R, lost))
         Z = jnp.zeros((B + 1, B + 1), F64).at[:, 1:].set(fork * q_t[None, :])
-        tgt = fork @ p_t
-        r = fork_cost + jnp.sum(jnp.where(fork > 0, fork * R_t[None, :], 0.0), axis=1)  # 0 * inf = 0
-        _, _, r = _eliminate(Z, tgt, r, range(1, B + 1))
-        return r[0]
+        doomed = jnp.any((fork > 0) & lost_t[None, :], axis=1)
+        _, _, r, doomed = _eliminate(Z, fork @ p_t, fork_cost + fork @ R_t, doomed, range(1, B + 1))
+        return jnp.where(doomed[0], jnp.inf, r[0])
 
     target_branch = jnp.asarray(maze.target_branch)
     per = jax.vmap(per_target)(target_branch)
