@@ -38,6 +38,7 @@ from mazejax.maze import Maze
 from mazejax.policy import probabilities
 
 F64 = jnp.float64
+UNROLL = 8  # eliminations of at most this many states are unrolled (faster, longer compile)
 
 
 # ----------------------------------------------------------------------------------------
@@ -140,8 +141,8 @@ def _transition_probabilities(maze: Maze, logits: jax.Array) -> jax.Array:
     return probabilities(maze, jnp.asarray(logits).astype(F64))
 
 
-def _eliminate(Z, tgt, r, doomed, pivots):
-    """Eliminate states ``pivots`` (static list) from a sub-chain, GTH style.
+def _eliminate(Z, tgt, r, doomed, first, stop):
+    """Eliminate states ``first, ..., stop - 1`` from a sub-chain, GTH style.
 
     ``Z`` [n, n] holds transition probabilities among the kept and to-be-eliminated states,
     ``tgt`` [n] the probability of moving into the (absorbing) target, ``r`` [n] the expected
@@ -152,17 +153,19 @@ def _eliminate(Z, tgt, r, doomed, pivots):
     A pivot whose leaving probability is exactly zero is a trap: whoever can enter it is doomed.
     """
     idx = jnp.arange(Z.shape[0])
-    for p in pivots:
+
+    def pivot(p, carry):
+        Z, tgt, r, doomed = carry
         off = idx != p
         row = jnp.where(off, Z[p], 0.0)
         leave = jnp.sum(row) + tgt[p]  # probability of leaving p: a sum, never 1 - Z[p, p]
         col = jnp.where(off, Z[:, p], 0.0)
         frac = col / jnp.where(leave > 0, leave, 1.0)
         doomed = doomed | ((col > 0) & (doomed[p] | (leave == 0)))
-        Z = (Z + frac[:, None] * row[None, :]).at[:, p].set(0.0)
-        tgt = tgt + frac * tgt[p]
-        r = r + frac * r[p]
-    return Z, tgt, r, doomed
+        Z = jnp.where(off[None, :], Z + frac[:, None] * row[None, :], 0.0)
+        return Z, tgt + frac * tgt[p], r + frac * r[p], doomed
+
+    return lax.fori_loop(first, stop, pivot, (Z, tgt, r, doomed), unroll=stop - first <= UNROLL)
 
 
 def _chain_solve(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array:
@@ -215,7 +218,7 @@ def _chain_solve(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array
             tgt2 = jnp.concatenate([jnp.zeros(G, F64), tgt])
             r2 = jnp.concatenate([cost_above, r])
             doomed2 = jnp.concatenate([jnp.zeros(G, bool), doomed & keep])
-            Z, tgt2, r2, doomed2 = _eliminate(Z, tgt2, r2, doomed2, range(G, 2 * G))
+            Z, tgt2, r2, doomed2 = _eliminate(Z, tgt2, r2, doomed2, G, 2 * G)
             return (Z[:G, :G], tgt2[:G], r2[:G], doomed2[:G]), None
 
         # Levels N, ..., 1 with the level above each: (down[k], up[k - 1], cost[k - 1], absorb[k]).
@@ -234,14 +237,52 @@ def _chain_solve(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array
     def per_target(tb):
         chosen = jnp.arange(B) == tb
         q_t, p_t, R_t, lost_t = (jnp.where(chosen, x[1], x[0]) for x in (q, p, R, lost))
-        Z = jnp.zeros((B + 1, B + 1), F64).at[:, 1:].set(fork * q_t[None, :])
-        doomed = jnp.any((fork > 0) & lost_t[None, :], axis=1)
-        _, _, r, doomed = _eliminate(Z, fork @ p_t, fork_cost + fork @ R_t, doomed, range(1, B + 1))
-        return jnp.where(doomed[0], jnp.inf, r[0])
+        return _fork_level(fork, q_t, p_t, R_t, lost_t, fork_cost)
 
     target_branch = jnp.asarray(maze.target_branch)
     per = jax.vmap(per_target)(target_branch)
     return jnp.where(jnp.asarray(maze.target_mask), per, 0.0)
+
+
+@jax.custom_vjp
+def _fork_level(fork, q, p, R, lost, fork_cost):
+    """Expected cost from s0 given each branch's excursion statistics (the fork chain).
+
+    Fork states are s0 (row 0 of ``fork`` [B + 1, B]) and the exit states e_b (rows 1..B); from
+    fork state phi the walk enters branch b with probability ``fork[phi, b]``, then returns to e_b
+    with probability ``q[b]``, hits the target with ``p[b]``, at expected cost ``R[b]``; ``lost[b]``
+    flags a branch the walk may never leave. The value is computed by GTH elimination (accurate
+    for every policy); its gradient by implicit differentiation of the equivalent B x B linear
+    solve, which stays cheap in reverse mode for hundreds of branches.
+    """
+    B = q.shape[0]
+    Z = jnp.zeros((B + 1, B + 1), F64).at[:, 1:].set(fork * q[None, :])
+    doomed = jnp.any((fork > 0) & lost[None, :], axis=1)
+    _, _, r, doomed = _eliminate(Z, fork @ p, fork_cost + fork @ R, doomed, 1, B + 1)
+    return jnp.where(doomed[0], jnp.inf, r[0])
+
+
+def _fork_level_solve(fork, q, R, fork_cost, doomed):
+    """The fork chain as a linear solve: cost from s0 = c0 + (f0 q) . (I - F q)^-1 c_exit."""
+    cost = fork_cost + fork @ R
+    M = jnp.where(doomed, 0.0, fork[1:] * q[None, :])
+    h_exit = jnp.linalg.solve(jnp.eye(q.shape[0], dtype=F64) - M, cost[1:])
+    return cost[0] + (fork[0] * q) @ h_exit
+
+
+def _fork_level_fwd(fork, q, p, R, lost, fork_cost):
+    H = _fork_level(fork, q, p, R, lost, fork_cost)
+    return H, (fork, q, p, R, lost, fork_cost, jnp.isinf(H))
+
+
+def _fork_level_bwd(residuals, g):
+    fork, q, p, R, lost, fork_cost, doomed = residuals
+    _, vjp = jax.vjp(lambda *a: _fork_level_solve(*a, doomed), fork, q, R, fork_cost)
+    d_fork, d_q, d_R, d_cost = vjp(jnp.where(doomed, 0.0, g))
+    return d_fork, d_q, jnp.zeros_like(p), d_R, None, d_cost
+
+
+_fork_level.defvjp(_fork_level_fwd, _fork_level_bwd)
 
 
 def _transition_matrix(maze: Maze, logits: jax.Array) -> jax.Array:
@@ -252,9 +293,14 @@ def _transition_matrix(maze: Maze, logits: jax.Array) -> jax.Array:
     return jnp.zeros((S, S), F64).at[rows, jnp.asarray(maze.successors)].add(pi)
 
 
-def _doomed(maze: Maze, P: jax.Array, absorbing: jax.Array) -> jax.Array:
-    """bool [S]: states from which the walk misses the absorbing set with positive probability."""
-    live = jnp.asarray(maze.state_mask) & ~absorbing
+def _doomed(P: jax.Array, live: jax.Array, absorbing: jax.Array) -> jax.Array:
+    """bool [n]: live states from which the walk misses ``absorbing`` with positive probability.
+
+    ``P`` [n, n] are transition probabilities; only ``live`` states move (absorbing and padding
+    rows are ignored). A state is doomed if it can reach, along positive-probability moves, a
+    state that cannot reach the absorbing set.
+    """
+    live = live & ~absorbing
     edge = (P > 0) & live[:, None]
 
     def closure(seed):  # states that can reach ``seed`` along positive-probability moves
@@ -265,8 +311,8 @@ def _doomed(maze: Maze, P: jax.Array, absorbing: jax.Array) -> jax.Array:
 
         return lax.while_loop(lambda s: s[1], body, (seed, jnp.array(True)))[0]
 
-    reaches_target = closure(absorbing)
-    return closure(live & ~reaches_target) & live
+    reaches = closure(absorbing)
+    return closure(live & ~reaches) & live
 
 
 @jax.jit
@@ -285,7 +331,7 @@ def _dense_solve(maze: Maze, P, absorbing, rewards):
     """Expected cost to reach ``absorbing`` from every state; +inf where it is missed. [S]."""
     S = P.shape[0]
     absorbing = absorbing & jnp.asarray(maze.state_mask)
-    doomed = lax.stop_gradient(_doomed(maze, P, absorbing))
+    doomed = _doomed(lax.stop_gradient(P), jnp.asarray(maze.state_mask), absorbing)
     solvable = jnp.asarray(maze.state_mask) & ~absorbing & ~doomed
     Q = jnp.where(solvable[:, None] & solvable[None, :], P, 0.0)
     h = jnp.linalg.solve(jnp.eye(S, dtype=F64) - Q, jnp.where(solvable, rewards, 0.0))

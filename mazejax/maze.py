@@ -158,6 +158,21 @@ class Maze:
         maze.info = {"kind": "edges", "nodes": nodes, "source": source, "targets": targets}
         return maze
 
+    @classmethod
+    def path_star(cls, d: int, l: int) -> "Maze":
+        """Path-star graph (Bachmann & Nagarajan, 2024): ``d`` arms of ``l`` edges from a centre.
+
+        The source is the centre ``"c"``, nodes are ``(arm, step)``, the target is the tip
+        ``(0, l)`` of arm 0.
+        """
+        d, l = _checks.positive_int("d", d), _checks.positive_int("l", l)
+        edges = [
+            ("c" if step == 1 else (arm, step - 1), (arm, step))
+            for arm in range(d)
+            for step in range(1, l + 1)
+        ]
+        return cls.from_edges(edges, "c", [(0, l)])
+
     def _set(self, arrays: dict, capacity: Capacity) -> None:
         for name in _FIELDS:
             setattr(self, name, arrays[name])

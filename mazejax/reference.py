@@ -1,0 +1,53 @@
+"""Closed-form reference values of SPEC 3, computed exactly with rational arithmetic.
+
+These are independent of the solvers in :mod:`mazejax.exact` and serve as their ground truth.
+Each function returns a :class:`fractions.Fraction` (convert with ``float``).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from mazejax import _checks
+
+
+def _sizes(W, K, L):
+    return (_checks.positive_int("W", W), _checks.positive_int("K", K), _checks.positive_int("L", L))
+
+
+def base_hitting_time(W: int, K: int, L: int) -> Fraction:
+    """Pretrained (uniform) model: ``H0 = (2W - 1) * D * (1 + K(L + 1))`` with ``D = 1 + K + K/L``."""
+    W, K, L = _sizes(W, K, L)
+    return (2 * W - 1) * (1 + K + Fraction(K, L)) * (1 + K * (L + 1))
+
+
+def backtracker_hitting_time(W: int, K: int, L: int) -> Fraction:
+    """Efficient backtracker (``a = b = c = d = 1``): ``H = 4WK + 2W - 2K - 1`` (independent of L)."""
+    W, K, L = _sizes(W, K, L)
+    return Fraction(4 * W * K + 2 * W - 2 * K - 1)
+
+
+def sft_limit_hitting_time(W: int, K: int, L: int) -> Fraction:
+    """SFT limit (``a = c = 1``, ``b = L/(L+1)``, ``d = 1/(L+1)``) by the SPEC 3 recurrence.
+
+    ``g_1 = 1``, ``f_i = ((L+1)/L) g_i + (2i-1)/L + 1``, ``g_{i+1} = (L+1) f_i + 2iL + 1``,
+    ``H = (W-1)(2K+1 + g_{K+1}) + (2K+1)``; ``g`` is the exit time from a wrong leaf to the fork.
+    """
+    W, K, L = _sizes(W, K, L)
+    g = Fraction(1)
+    for i in range(1, K + 1):
+        f = Fraction(L + 1, L) * g + Fraction(2 * i - 1, L) + 1
+        g = (L + 1) * f + 2 * i * L + 1
+    return (W - 1) * (2 * K + 1 + g) + (2 * K + 1)
+
+
+def sft_growth_factor(L: int) -> Fraction:
+    """Asymptotic growth of the SFT limit per unit of depth: ``(L + 1)^2 / L``."""
+    L = _checks.positive_int("L", L)
+    return Fraction((L + 1) ** 2, L)
+
+
+def path_star_hitting_time(d: int, l: int) -> Fraction:
+    """Uniform walk from the centre of a path-star (d arms of l edges) to one tip: ``(2d - 1) l^2``."""
+    d, l = _checks.positive_int("d", d), _checks.positive_int("l", l)
+    return Fraction((2 * d - 1) * l * l)
