@@ -3,6 +3,8 @@
 from mazejax import exact
 from mazejax.maze import Capacity, Maze, common_capacity, pad, stack
 from mazejax.policy import (
+    backtracker_logits,
+    sft_limit_logits,
     continues,
     pretrained_logits,
     probabilities,
@@ -15,6 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Capacity",
+    "backtracker_logits",
+    "sft_limit_logits",
     "Maze",
     "common_capacity",
     "continues",

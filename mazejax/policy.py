@@ -86,6 +86,22 @@ def typed_logits(maze: Maze, a, b, c, d, dtype=jnp.float32) -> jax.Array:
         return jnp.where(valid, logits, -jnp.inf).astype(dtype)
 
 
+def sft_limit_logits(maze: Maze, dtype=jnp.float32) -> jax.Array:
+    """The SFT limit (SPEC 4.1): forward states always continue (``a = c = 1``), backward states
+    keep the base model's uniform moves (``b = L/(L+1)``, ``d = 1/(L+1)`` per diamond). [S, D]."""
+    if not maze.structured or not np.any(np.asarray(maze.state_type) >= 0):
+        raise ValueError("maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use sft_limit_logits")
+    forward_typed = (jnp.asarray(maze.state_type) >= 0) & (jnp.asarray(maze.forward) == 1)
+    blocked = forward_typed[:, None] & ~continues(maze)
+    with jax.enable_x64(np.dtype(dtype).itemsize == 8):
+        return jnp.where(jnp.asarray(maze.valid) & ~blocked, 0.0, -jnp.inf).astype(dtype)
+
+
+def backtracker_logits(maze: Maze, dtype=jnp.float32) -> jax.Array:
+    """The efficient backtracker (``a = b = c = d = 1``): every typed state continues. [S, D]."""
+    return typed_logits(maze, 1.0, 1.0, 1.0, 1.0, dtype=dtype)
+
+
 def type_probabilities(maze: Maze, logits: jax.Array) -> dict[str, jax.Array]:
     """Per-depth ``a, b, c, d`` of any policy on a paper maze, in float64.
 
@@ -120,6 +136,8 @@ def trainable_moves(maze: Maze) -> jax.Array:
 
 __all__ = [
     "TYPE_NAMES",
+    "backtracker_logits",
+    "sft_limit_logits",
     "continues",
     "pretrained_logits",
     "probabilities",
