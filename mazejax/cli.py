@@ -50,6 +50,58 @@ def _table(args) -> int:
     return 0 if worst <= 1e-9 else 1
 
 
+def _value(text: str):
+    """A --set value: int, float, or string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _sweep_config(args) -> dict:
+    """The sweep configuration: the TOML file (if any) overridden by command-line flags."""
+    import tomllib
+
+    config = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as f:
+                config = tomllib.load(f)
+        except OSError as error:
+            raise ValueError(f"cannot read --config {args.config}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"--config {args.config} is not valid TOML: {error}") from None
+    for name in ("W", "K", "L"):
+        if getattr(args, name) is not None:
+            config[name] = getattr(args, name)
+    if args.seeds is not None:
+        config["seeds"] = args.seeds
+    if args.methods is not None:
+        config["methods"] = [m for m in args.methods.split(",") if m]
+    for assignment in args.set or []:
+        name, sep, value = assignment.partition("=")
+        method, dot, param = name.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"--set expects METHOD.PARAM=VALUE, got {assignment!r}")
+        config.setdefault(method, {})[param] = _value(value)
+    return config
+
+
+def _sweep(args) -> int:
+    from mazejax import sweep
+
+    spec = sweep.parse_spec(_sweep_config(args))
+    if args.coordinator:
+        import jax
+
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    table = sweep.run_sweep(spec, args.out, progress=not args.quiet, chunk=args.chunk)
+    print(f"wrote {table}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mazejax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command")
@@ -58,6 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         table.add_argument(f"--{name}", type=_int_list, default=list(default),
                            help=f"comma-separated values (default {','.join(map(str, default))})")
     table.set_defaults(run=_table)
+
+    sweep = commands.add_parser("sweep", help="run a grid of SFT / RLVR runs; writes OUT/runs.csv (resumable)")
+    sweep.add_argument("--config", help="TOML sweep file (see mazejax.sweep); flags below override it")
+    sweep.add_argument("--out", required=True, help="output folder (runs.csv, meta.json)")
+    for name in ("W", "K", "L"):
+        sweep.add_argument(f"--{name}", type=_int_list, help="comma-separated values")
+    sweep.add_argument("--seeds", type=int, help="number of seeds per configuration")
+    sweep.add_argument("--methods", help="comma-separated method names")
+    sweep.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="a hyperparameter")
+    sweep.add_argument("--chunk", type=int, help="runs per compiled call (default: from memory_gb)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--coordinator", help="jax.distributed coordinator address HOST:PORT (multi-process)")
+    sweep.add_argument("--num-processes", type=int, help="number of processes (with --coordinator)")
+    sweep.add_argument("--process-id", type=int, help="this process's index (with --coordinator)")
+    sweep.set_defaults(run=_sweep)
     return parser
 
 

@@ -1,0 +1,192 @@
+"""The sweep's methods: each training method (and the untrained baselines) behind one interface.
+
+A :class:`Method` declares its hyperparameters (name, default, whether it is *static* — it sets
+a shape or a loop length and is baked into the compiled program — or a *leaf* a sweep may vary),
+and builds, from the static ones, a pure function
+
+    run(key, leaves, maze, init_logits) -> Outcome
+
+that :mod:`mazejax.sweep` vmaps over runs. ``leaves`` is a dict of scalar arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mazejax import _checks, simulate
+from mazejax.maze import Maze
+from mazejax.policy import backtracker_logits, sft_limit_logits
+from mazejax.train import RLVRHParams, SFTHParams, make_rlvr_exact, make_sft, make_sft_exact
+from mazejax.train.common import exact_hitting_time
+
+
+class Outcome(NamedTuple):
+    """What a method returns for one run.
+
+    logits: final policy [S, D]. step: int32 [R] steps at which ``hitting_time`` [R] (float64,
+    exact H) was recorded; the last record is the final policy. ``mc``: optional
+    (length [n] int, success [n] bool) from rollouts of the final policy, for sampled methods.
+    """
+
+    logits: jax.Array
+    step: jax.Array
+    hitting_time: jax.Array
+    mc: tuple | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its default, whether it is static, and the check of its value."""
+
+    default: object
+    static: bool
+    check: Callable[[str, object], object]
+
+
+def _int(name, value):
+    return _checks.positive_int(name, value)
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    _checks.positive_float(name, value)
+    return float(value)
+
+
+def _non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    _checks.positive_float(name, value, allow_zero=True)
+    return float(value)
+
+
+def _search_mode(name, value):
+    if value not in ("aggregate", "mask"):
+        raise ValueError(f"{name} must be 'aggregate' or 'mask', got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A sweep method. ``build(static: dict) -> run(key, leaves: dict, maze, init_logits) -> Outcome``."""
+
+    name: str
+    params: dict
+    build: Callable
+    sampled: bool = False
+    doc: str = ""
+
+    def resolve(self, overrides: dict) -> tuple[dict, dict]:
+        """Validated (static, leaves) hyperparameters: defaults updated by ``overrides``."""
+        unknown = sorted(set(overrides) - set(self.params))
+        if unknown:
+            raise ValueError(
+                f"[{self.name}] has no hyperparameter {unknown[0]!r}; allowed: {', '.join(sorted(self.params))}"
+            )
+        static, leaves = {}, {}
+        for key, param in self.params.items():
+            value = param.check(f"{self.name}.{key}", overrides.get(key, param.default))
+            (static if param.static else leaves)[key] = value
+        return static, leaves
+
+
+def _trained(result) -> Outcome:
+    return Outcome(result.logits, result.step, result.hitting_time, None)
+
+
+def _build_base(static):
+    def run(key, leaves, maze, init_logits):
+        H = exact_hitting_time(maze, init_logits)
+        return Outcome(init_logits, jnp.zeros(1, jnp.int32), H[None], None)
+
+    return run
+
+
+def _build_rlvr_exact(static):
+    train = make_rlvr_exact(static["steps"], record_every=static["record_every"])
+    return lambda key, leaves, maze, init: _trained(train(key, RLVRHParams(**leaves), maze, init))
+
+
+def _build_sft_exact(static):
+    train = make_sft_exact(static["steps"], record_every=static["record_every"])
+    return lambda key, leaves, maze, init: _trained(train(key, SFTHParams(**leaves), maze, init))
+
+
+def _build_sft(static):
+    train = make_sft(static["steps"], static["batch_size"], record_every=static["record_every"])
+    return lambda key, leaves, maze, init: _trained(train(key, SFTHParams(**leaves), maze, init))
+
+
+def _build_search(policy):
+    def build(static):
+        def run(key, leaves, maze, init_logits):
+            logits = policy(maze, init_logits.dtype)
+            H = exact_hitting_time(maze, logits)
+            walks = simulate.search_walks(maze, logits, key, static["rollouts"], static["horizon"], static["mode"])
+            return Outcome(logits, jnp.zeros(1, jnp.int32), H[None], (walks.length, walks.success))
+
+        return run
+
+    return build
+
+
+_SCHEDULE = {"record_every": Param(10, True, _int)}
+_SEARCH = {
+    "rollouts": Param(1000, True, _int),
+    "horizon": Param(1_000_000, True, _int),
+    "mode": Param("mask", True, _search_mode),
+}
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("base", {}, _build_base, doc="the pretrained (uniform) model, untrained"),
+        Method(
+            "sft_exact",
+            {"steps": Param(300, True, _int), "lr": Param(0.1, False, _positive), **_SCHEDULE},
+            _build_sft_exact,
+            doc="exact population SFT on golden paths (Adam)",
+        ),
+        Method(
+            "sft",
+            {"steps": Param(300, True, _int), "batch_size": Param(32, True, _int),
+             "lr": Param(0.1, False, _positive), **_SCHEDULE},
+            _build_sft,
+            doc="sampled minibatch SFT on golden paths (Adam)",
+        ),
+        Method(
+            "rlvr_exact",
+            {"steps": Param(600, True, _int), "lr": Param(0.01, False, _positive),
+             "beta": Param(1.0, False, _non_negative), **_SCHEDULE},
+            _build_rlvr_exact,
+            doc="exact-gradient RLVR with sign ascent (paper's Thm 3)",
+        ),
+        Method("search_sft", dict(_SEARCH), _build_search(sft_limit_logits), sampled=True,
+               doc="search scaffold (Cor. 1) on the SFT-limit policy; cost = proposals"),
+        Method("search_rlvr", dict(_SEARCH), _build_search(backtracker_logits), sampled=True,
+               doc="search scaffold (Cor. 1) on the RLVR limit (backtracker); cost = proposals"),
+    ]
+}
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; a ValueError lists the known ones otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def summarise_types(maze: Maze, types: dict) -> dict:
+    """Mean over the maze's real depths of each per-depth type probability (float64 scalars)."""
+    depth = jnp.asarray(maze.depth)
+    present = jnp.any(depth[None, :] == jnp.arange(1, types["a"].shape[-1] + 1)[:, None], axis=1)
+    count = jnp.maximum(jnp.sum(present), 1)
+    return {k: jnp.sum(jnp.where(present, v, 0.0)) / count for k, v in types.items()}
+
+
+__all__ = ["METHODS", "Method", "Outcome", "Param", "get", "summarise_types"]
