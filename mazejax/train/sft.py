@@ -1,0 +1,321 @@
+"""Supervised fine-tuning on golden paths (paper's Theorem 2; SPEC 4.1).
+
+*Data.* A golden path starts in ``s0 -> f``, draws the target leaf uniformly and walks straight to
+it along the target's branch, crossing every link (diamond) by a uniformly drawn parallel copy:
+``2K + 1`` moves in the paper's maze. On any maze with a chain layout (paper mazes,
+heterogeneous ones, path-stars) this is a walk under the *golden policy* of the target
+(:func:`golden_policy`): from ``s0 -> f`` take the move into the target's branch, from a
+forward state on that branch move uniformly to one of the next link's copies, stop at the
+target. Backward states never occur.
+
+*Loss.* The mean cross-entropy of each next state given the current state, averaged over paths:
+``sum_{s, m} w[s, m] * (-log pi(m | s))`` where ``w`` are the transition frequencies of the data,
+normalised within each path (:func:`golden_transitions` gives the exact population ``w``;
+:func:`sample_golden_transitions` the ``w`` of a minibatch, an unbiased estimate). Rows never in the
+data have zero gradient, so their logits (the backward types ``b, d``) never move.
+
+*Default optimizer:* ``optax.adam`` with learning rate 0.1. Adam moves each logit by about ``lr``
+per step while the gradient keeps its sign, so ``a, c -> 1`` geometrically; plain gradient
+descent (``optax.sgd``) also converges but only like ``1 - a ~ 1 / t``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax import lax
+
+from mazejax import _checks
+from mazejax.maze import Maze
+from mazejax.policy import probabilities
+from mazejax.train import common
+
+
+@struct.dataclass
+class SFTHParams:
+    """Hyperparameters a sweep may vary (array leaves). ``lr``: learning rate > 0, shape [] per run."""
+
+    lr: jax.Array
+
+    @classmethod
+    def create(cls, lr, dtype=np.float32) -> "SFTHParams":
+        """Validated hyperparameters as ``dtype`` arrays (a scalar or an array of sweep values)."""
+        _checks.positive_float("lr", lr)
+        return cls(lr=np.asarray(lr, dtype))
+
+
+# ----------------------------------------------------------------------------------------
+# Golden-path data
+
+
+def _require_chain_layout(maze: Maze) -> None:
+    if not maze.capacity.structured:
+        raise ValueError(
+            "maze must have a chain layout (Maze(W, K, L), heterogeneous mazes, path-stars) for "
+            "golden-path SFT; golden paths follow the target's branch"
+        )
+
+
+def golden_policy(maze: Maze, dtype=jnp.float32) -> jax.Array:
+    """Per-target golden policy, ``dtype`` [T, S, D] (rows sum to 1 where the path can be, else 0).
+
+    Row ``s0 -> f``: probability 1 on the move into the target's branch. Forward states on the
+    target's branch, before the target: uniform over the moves onto the next link's copies. Padded
+    targets have all-zero policies. Traceable (the maze may be a tracer with a chain layout).
+    """
+    _require_chain_layout(maze)
+    succ, valid = jnp.asarray(maze.successors), jnp.asarray(maze.valid)
+    forward, branch = jnp.asarray(maze.forward), jnp.asarray(maze.branch)
+    target_branch = jnp.asarray(maze.target_branch)[:, None]  # [T, 1]
+    on_path = ((forward == 1)[None, :] & (branch[None, :] == target_branch)) | (jnp.arange(maze.capacity.states) == 0)
+    on_path = on_path & ~jnp.asarray(maze.target_hit)  # [T, S]: states the path leaves
+    onward = valid & (forward[succ] == 1)  # [S, D]: moves onto a forward state
+    allowed = on_path[:, :, None] & onward[None] & (branch[succ][None] == target_branch[:, :, None])
+    count = jnp.sum(allowed, axis=-1, keepdims=True)
+    return (allowed / jnp.maximum(count, 1)).astype(dtype)
+
+
+def golden_transitions(maze: Maze, dtype=jnp.float32) -> jax.Array:
+    """Exact population transition frequencies ``w`` of golden-path data, ``dtype`` [S, D].
+
+    ``w[s, m]`` is the expected number of times a golden path makes move ``m`` from state ``s``,
+    divided by the path's length, averaged over real targets (so ``w`` sums to 1). Computed by
+    pushing each target's path distribution forward ``capacity.levels`` times (the longest path).
+    """
+    policy = golden_policy(maze, dtype)  # [T, S, D]
+    T, S, _ = policy.shape
+    succ = jnp.asarray(maze.successors).ravel()
+
+    def push(mass, _):  # mass [T, S]: probability that the path is in each state now
+        flow = mass[:, :, None] * policy
+        return jnp.zeros((T, S), dtype).at[:, succ].add(flow.reshape(T, -1)), flow
+
+    start = jnp.zeros((T, S), dtype).at[:, 0].set(1.0)
+    _, flows = lax.scan(push, start, None, length=maze.capacity.levels)
+    counts = jnp.sum(flows, axis=0)  # [T, S, D]
+    per_target = counts / jnp.maximum(jnp.sum(counts, axis=(1, 2), keepdims=True), 1.0)
+    target_mask = jnp.asarray(maze.target_mask)
+    return jnp.sum(jnp.where(target_mask[:, None, None], per_target, 0.0), axis=0) / jnp.sum(target_mask)
+
+
+def sample_golden_transitions(key: jax.Array, maze: Maze, batch_size: int, dtype=jnp.float32) -> jax.Array:
+    """Transition frequencies ``w`` of a minibatch of ``batch_size`` sampled golden paths, [S, D].
+
+    Path ``i`` uses ``jax.random.fold_in(key, i)`` (its target, then one key per move), so a
+    path does not depend on the batch size. Each path's moves get weight ``1 / (length *
+    batch_size)``; the expectation over ``key`` is :func:`golden_transitions`.
+    """
+    policy = golden_policy(maze, jnp.float32)
+    succ = jnp.asarray(maze.successors)
+    target_logits = jnp.where(jnp.asarray(maze.target_mask), 0.0, -jnp.inf).astype(jnp.float32)
+    S, D = succ.shape
+
+    def path(index):
+        target_key, walk_key = jax.random.split(jax.random.fold_in(key, index))
+        target = jax.random.categorical(target_key, target_logits)
+
+        def move(state, move_key):
+            row = policy[target, state]
+            active = jnp.sum(row) > 0
+            slot = jax.random.categorical(move_key, jnp.log(row))
+            return jnp.where(active, succ[state, slot], state), (state * D + slot, active)
+
+        _, (flat, active) = lax.scan(move, jnp.int32(0), jax.random.split(walk_key, maze.capacity.levels))
+        weight = active / jnp.maximum(jnp.sum(active), 1)
+        return jnp.zeros(S * D, dtype).at[flat].add(weight.astype(dtype))
+
+    paths = jax.vmap(path)(jnp.arange(batch_size))
+    return (jnp.sum(paths, axis=0) / batch_size).reshape(S, D)
+
+
+def cross_entropy(maze: Maze, logits: jax.Array, weights: jax.Array) -> jax.Array:
+    """``sum_{s, m} weights[s, m] * -log pi(m | s)``, scalar in the dtype of ``logits``.
+
+    Moves with zero weight contribute nothing (also when ``pi = 0`` there); the gradient is finite
+    wherever the loss is.
+    """
+    pi = probabilities(maze, logits)
+    used = weights > 0
+    return -jnp.sum(jnp.where(used, weights * jnp.log(jnp.where(used, pi, 1.0)), 0.0))
+
+
+# ----------------------------------------------------------------------------------------
+# Limit of SFT
+
+
+def limit_logits(maze: Maze, init_logits: jax.Array, targets: jax.Array, rows: jax.Array) -> jax.Array:
+    """Logits that SFT converges to when ``rows`` (bool [S]) are supervised with ``targets``.
+
+    In the tabular policy each row's cross-entropy depends on that row alone and is minimised
+    exactly when the row equals its data distribution ``targets[s]`` (row-normalised [S, D]),
+    while unsupervised rows get zero gradient; so trainable supervised rows take
+    ``log targets[s]`` (``-inf`` off the data) and every other row keeps ``init_logits``.
+    """
+    total = jnp.sum(targets, axis=-1, keepdims=True)
+    distribution = targets / jnp.where(total > 0, total, 1.0)
+    supervised = (rows & jnp.asarray(maze.trainable))[:, None]
+    return jnp.where(supervised, jnp.log(distribution).astype(init_logits.dtype), init_logits)
+
+
+def sft_limit(maze: Maze, init_logits: jax.Array | None = None) -> jax.Array:
+    """The policy exact SFT converges to, [S, D] in the dtype of ``init_logits`` (default float32).
+
+    Rows on golden paths become their golden distribution (``a = c = 1``); the rest keep
+    ``init_logits`` (pretrained by default: ``b = L/(L+1)``, ``d = 1/(L+1)``). Its exact H is the
+    SFT limit of SPEC 3 (2966043.18944 at W = K = L + 1 = 6).
+    """
+    _require_chain_layout(maze)
+    init_logits = common.initial_logits(maze, init_logits)
+    with jax.enable_x64(True):
+        return _sft_limit(maze, init_logits)
+
+
+@jax.jit
+def _sft_limit(maze: Maze, init_logits: jax.Array) -> jax.Array:
+    weights = golden_transitions(maze, init_logits.dtype)
+    return limit_logits(maze, init_logits, weights, jnp.sum(weights, axis=-1) > 0)
+
+
+# ----------------------------------------------------------------------------------------
+# Trainers
+
+
+def _sft_train(steps: int, record_every: int, optimizer: common.OptimizerFactory, batch_weights):
+    """The SFT loop shared by the exact and the sampled trainer.
+
+    ``batch_weights(key, t, maze, dtype)`` gives the transition weights [S, D] of step ``t``.
+    """
+
+    @common.in_x64
+    def train(key: jax.Array, hparams: SFTHParams, maze: Maze, init_logits: jax.Array) -> common.TrainResult:
+        _require_chain_layout(maze)
+        tx = common.trainable_optimizer(optimizer, hparams.lr, maze)
+        population = golden_transitions(maze, common.F64)
+
+        def probe(carry):
+            logits = carry[0]
+            return {
+                "hitting_time": common.exact_hitting_time(maze, logits),
+                "loss": cross_entropy(maze, logits.astype(common.F64), population),
+                "types": common.exact_types(maze, logits),
+            }
+
+        def step(carry, t):
+            logits, opt_state = carry
+            weights = batch_weights(key, t, maze, logits.dtype)
+            grad = jax.grad(cross_entropy, argnums=1)(maze, logits, weights)
+            updates, opt_state = tx.update(grad, opt_state, logits)
+            return (optax.apply_updates(logits, updates), opt_state), {}
+
+        (logits, _), records = common.train_loop(
+            step, (init_logits, tx.init(init_logits)), steps=steps, record_every=record_every,
+            probe=probe, measure=lambda carry: {},
+        )
+        return common.result(logits, records, steps, record_every)
+
+    return train
+
+
+def make_sft_exact(steps: int, *, record_every: int = 1, optimizer: common.OptimizerFactory = optax.adam):
+    """Build the exact (population) SFT trainer for a static configuration.
+
+    Args:
+      steps: optimizer steps (static).
+      record_every: record exact H, the exact loss and ``a, b, c, d`` every this many steps
+        (static, divides ``steps``); each record costs one exact H.
+      optimizer: ``lr -> optax.GradientTransformation`` (static); default ``optax.adam``.
+
+    Returns:
+      ``train(key, hparams, maze, init_logits) -> TrainResult`` (pure, traceable; ``key`` unused,
+      the method is deterministic). Each step is one gradient of the exact population
+      cross-entropy :func:`cross_entropy` with :func:`golden_transitions`. Compile it (and any
+      vmap of it) with :func:`mazejax.train.x64_jit`.
+    """
+    steps, record_every = common.check_schedule(steps, record_every)
+
+    def population(key, t, maze, dtype):
+        del key, t
+        return golden_transitions(maze, dtype)
+
+    return _sft_train(steps, record_every, optimizer, population)
+
+
+def make_sft(steps: int, batch_size: int, *, record_every: int = 1, optimizer: common.OptimizerFactory = optax.adam):
+    """Build the sampled (minibatch) SFT trainer for a static configuration.
+
+    Step ``t`` trains on ``batch_size`` golden paths drawn with ``jax.random.fold_in(key, t)``
+    (:func:`sample_golden_transitions`). Records hold the *exact* population loss and H, not the
+    noisy minibatch loss. Other arguments and the returned ``train`` as in :func:`make_sft_exact`
+    (here ``key`` drives the sampler).
+    """
+    steps, record_every = common.check_schedule(steps, record_every)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+
+    def minibatch(key, t, maze, dtype):
+        return sample_golden_transitions(jax.random.fold_in(key, t), maze, batch_size, dtype)
+
+    return _sft_train(steps, record_every, optimizer, minibatch)
+
+
+def _run(make, key, maze, lr, init_logits, *static, **options) -> common.TrainResult:
+    """Validate the per-run arguments, then call the cached compiled trainer."""
+    _require_chain_layout(maze)
+    common.check_scalar("lr", lr)
+    init_logits = common.initial_logits(maze, init_logits)
+    hparams = SFTHParams.create(lr, dtype=init_logits.dtype)
+    return common.compiled(make, *static, **options)(key, hparams, maze, init_logits)
+
+
+def sft_exact(
+    maze: Maze,
+    steps: int,
+    lr: float = 0.1,
+    *,
+    record_every: int = 1,
+    init_logits: jax.Array | None = None,
+    optimizer: common.OptimizerFactory = optax.adam,
+) -> common.TrainResult:
+    """Exact population SFT on one maze (see :func:`make_sft_exact`); compiled once per static config.
+
+    ``result.hitting_time`` is float64 [steps // record_every + 1] (by default every step, step 0
+    first). ``init_logits`` default: the pretrained model (float32); float64 logits train in float64.
+    """
+    steps, record_every = common.check_schedule(steps, record_every)
+    return _run(make_sft_exact, jax.random.key(0), maze, lr, init_logits, steps,
+                record_every=record_every, optimizer=optimizer)
+
+
+def sft(
+    maze: Maze,
+    key: jax.Array,
+    steps: int,
+    lr: float = 0.1,
+    *,
+    batch_size: int = 32,
+    record_every: int = 1,
+    init_logits: jax.Array | None = None,
+    optimizer: common.OptimizerFactory = optax.adam,
+) -> common.TrainResult:
+    """Sampled minibatch SFT on one maze (see :func:`make_sft`); compiled once per static config."""
+    steps, record_every = common.check_schedule(steps, record_every)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    return _run(make_sft, key, maze, lr, init_logits, steps, batch_size,
+                record_every=record_every, optimizer=optimizer)
+
+
+__all__ = [
+    "SFTHParams",
+    "cross_entropy",
+    "golden_policy",
+    "golden_transitions",
+    "limit_logits",
+    "make_sft",
+    "make_sft_exact",
+    "sample_golden_transitions",
+    "sft",
+    "sft_exact",
+    "sft_limit",
+]
