@@ -1,6 +1,6 @@
 """mazejax: a JAX simulator of the maze model of Wei & Kim (ICML 2026), RLVR vs SFT backtracking."""
 
-from mazejax import exact
+from mazejax import exact, reference, train
 from mazejax.maze import Capacity, Maze, common_capacity, pad, stack
 from mazejax.policy import (
     backtracker_logits,
@@ -23,6 +23,8 @@ __all__ = [
     "common_capacity",
     "continues",
     "exact",
+    "reference",
+    "train",
     "pad",
     "pretrained_logits",
     "probabilities",

@@ -1,8 +1,10 @@
 """The ``mazejax`` command line.
 
-``mazejax`` (or ``mazejax table``) prints exact expected hitting times of the base model, the SFT
-limit and the efficient backtracker over a (W, K, L) grid, with the SFT limit's growth per unit
-of depth beside the theory ``(L + 1)^2 / L``.
+* ``mazejax`` (= ``mazejax reproduce``): measure every claim of the paper into a report folder.
+* ``mazejax table``: exact expected hitting times of the base model, the SFT limit and the
+  efficient backtracker over a (W, K, L) grid, with the SFT limit's growth per unit of depth
+  beside the theory ``(L + 1)^2 / L``.
+* ``mazejax sweep --config FILE --out DIR``: a grid of training runs (:mod:`mazejax.sweep`).
 """
 
 from __future__ import annotations
@@ -102,6 +104,13 @@ def _sweep(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from mazejax import reproduce
+
+    reproduce.reproduce(args.out, full=args.full, only=args.only.split(",") if args.only else None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mazejax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command")
@@ -125,13 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--num-processes", type=int, help="number of processes (with --coordinator)")
     sweep.add_argument("--process-id", type=int, help="this process's index (with --coordinator)")
     sweep.set_defaults(run=_sweep)
+
+    repro = commands.add_parser("reproduce", help="measure every claim of the paper; writes OUT/report.md (default)")
+    repro.add_argument("--out", default="mazejax-report", help="report folder (default ./mazejax-report)")
+    repro.add_argument("--full", action="store_true", help="the paper's sizes (a GPU is recommended)")
+    repro.add_argument("--only", help="comma-separated experiment names (default: all)")
+    repro.set_defaults(run=_reproduce)
     return parser
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv:
+        argv = ["reproduce"]
+    elif argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["table", *argv]
     args = parser.parse_args(argv)
     try:
