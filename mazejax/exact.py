@@ -203,8 +203,37 @@ def _chain_solve(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array
     hits_any = jnp.concatenate([jnp.any(jnp.asarray(maze.target_hit), axis=0), jnp.zeros(1, bool)])
     leaf = hits_any[jnp.where(chain_state >= 0, chain_state, cap.states)]  # [B, N + 1, G]
 
-    def branch_exit(down_b, up_b, cost_b, leaf_b, target):
-        """Walk from the virtual entry of one branch: (P[exit], P[target], E[cost])."""
+    q, p, R, lost = branch_exits(down, up, cost, leaf)
+    fork_states = jnp.concatenate([jnp.zeros(1, jnp.int32), chain_state[:, 0, 0]])  # s0, e_1..e_B
+    fork_cost = rewards_pad[jnp.where(fork_states >= 0, fork_states, cap.states)]
+
+    def per_target(tb):
+        chosen = jnp.arange(B) == tb
+        q_t, p_t, R_t, lost_t = (jnp.where(chosen, x[1], x[0]) for x in (q, p, R, lost))
+        return fork_level(fork, q_t, p_t, R_t, lost_t, fork_cost)
+
+    target_branch = jnp.asarray(maze.target_branch)
+    per = jax.vmap(per_target)(target_branch)
+    return jnp.where(jnp.asarray(maze.target_mask), per, 0.0)
+
+
+def branch_exits(down, up, cost, leaf):
+    """Excursion statistics of every branch, with its leaf an ordinary state or the target.
+
+    Args (``B`` branches, ``N`` leaf level, ``G`` states per group, float64):
+      down, up: [B, N + 1, G, G] move probabilities from slot i of level k to slot j of level
+        k - 1 (``down``) or k + 1 (``up``); level 0 holds the exit state e_b (slot 0) and a virtual
+        entry (slot 1) whose ``up`` row moves to the entry state (level 1, slot 0).
+      cost: [B, N + 1, G] cost of leaving each state (0 at level 0).
+      leaf: bool [B, N + 1, G], the states whose head is the branch's leaf.
+
+    Returns ``(q, p, R, lost)``, each [2, B] (index 0: leaf not the target, 1: leaf the target):
+    from the virtual entry, the probability of returning to e_b, of hitting the target, the
+    expected cost until either, and whether the walk may never do either.
+    """
+    G = down.shape[-1]
+
+    def exit_statistics(down_b, up_b, cost_b, leaf_b, target):
         absorb = leaf_b & target
 
         def step(carry, level):
@@ -223,29 +252,16 @@ def _chain_solve(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array
 
         # Levels N, ..., 1 with the level above each: (down[k], up[k - 1], cost[k - 1], absorb[k]).
         levels = (down_b[:0:-1], up_b[-2::-1], cost_b[-2::-1], absorb[:0:-1])
-        init = (jnp.zeros((G, G), F64), jnp.zeros(G, F64), cost_b[N], jnp.zeros(G, bool))
+        init = (jnp.zeros((G, G), F64), jnp.zeros(G, F64), cost_b[-1], jnp.zeros(G, bool))
         (A, tgt, r, doomed), _ = lax.scan(step, init, levels)
         return A[1, 0], tgt[1], r[1], doomed[1]
 
-    versions = jax.vmap(  # [2 (leaf not target, leaf target), B]
-        lambda target: jax.vmap(branch_exit, in_axes=(0, 0, 0, 0, None))(down, up, cost, leaf, target)
-    )(jnp.array([False, True]))
-    q, p, R, lost = versions
-    fork_states = jnp.concatenate([jnp.zeros(1, jnp.int32), chain_state[:, 0, 0]])  # s0, e_1..e_B
-    fork_cost = rewards_pad[jnp.where(fork_states >= 0, fork_states, cap.states)]
-
-    def per_target(tb):
-        chosen = jnp.arange(B) == tb
-        q_t, p_t, R_t, lost_t = (jnp.where(chosen, x[1], x[0]) for x in (q, p, R, lost))
-        return _fork_level(fork, q_t, p_t, R_t, lost_t, fork_cost)
-
-    target_branch = jnp.asarray(maze.target_branch)
-    per = jax.vmap(per_target)(target_branch)
-    return jnp.where(jnp.asarray(maze.target_mask), per, 0.0)
+    per_branch = jax.vmap(exit_statistics, in_axes=(0, 0, 0, 0, None))
+    return jax.vmap(lambda target: per_branch(down, up, cost, leaf, target))(jnp.array([False, True]))
 
 
 @jax.custom_vjp
-def _fork_level(fork, q, p, R, lost, fork_cost):
+def fork_level(fork, q, p, R, lost, fork_cost):
     """Expected cost from s0 given each branch's excursion statistics (the fork chain).
 
     Fork states are s0 (row 0 of ``fork`` [B + 1, B]) and the exit states e_b (rows 1..B); from
@@ -271,7 +287,7 @@ def _fork_level_solve(fork, q, R, fork_cost, doomed):
 
 
 def _fork_level_fwd(fork, q, p, R, lost, fork_cost):
-    H = _fork_level(fork, q, p, R, lost, fork_cost)
+    H = fork_level(fork, q, p, R, lost, fork_cost)
     return H, (fork, q, p, R, lost, fork_cost, jnp.isinf(H))
 
 
@@ -282,7 +298,7 @@ def _fork_level_bwd(residuals, g):
     return d_fork, d_q, jnp.zeros_like(p), d_R, None, d_cost
 
 
-_fork_level.defvjp(_fork_level_fwd, _fork_level_bwd)
+fork_level.defvjp(_fork_level_fwd, _fork_level_bwd)
 
 
 def _transition_matrix(maze: Maze, logits: jax.Array) -> jax.Array:

@@ -2,11 +2,12 @@
 
 A :class:`Method` declares its hyperparameters (name, default, whether it is *static* — it sets
 a shape or a loop length and is baked into the compiled program — or a *leaf* a sweep may vary),
-and builds, from the static ones, a pure function
+and builds, from the static ones and the padded maze capacity, a pure function
 
     run(key, leaves, maze, init_logits) -> Outcome
 
-that :mod:`mazejax.sweep` vmaps over runs. ``leaves`` is a dict of scalar arrays.
+that :mod:`mazejax.sweep` vmaps over runs. ``leaves`` is a dict of scalar arrays. The sweep's
+mazes are paper mazes ``Maze(W, K, L)`` and runs start from the pretrained model.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from mazejax import _checks, simulate
-from mazejax.maze import Maze
-from mazejax.policy import backtracker_logits, sft_limit_logits
+from mazejax.maze import R_PLUS, Maze
+from mazejax.policy import backtracker_logits, sft_limit_logits, typed_logits
+from mazejax.symmetric import make_rlvr_symmetric
 from mazejax.train import RLVRHParams, SFTHParams, make_rlvr_exact, make_sft, make_sft_exact
 from mazejax.train.common import exact_hitting_time
 
@@ -73,7 +75,7 @@ def _search_mode(name, value):
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A sweep method. ``build(static: dict) -> run(key, leaves: dict, maze, init_logits) -> Outcome``."""
+    """A sweep method. ``build(static, capacity) -> run(key, leaves: dict, maze, init_logits) -> Outcome``."""
 
     name: str
     params: dict
@@ -99,7 +101,7 @@ def _trained(result) -> Outcome:
     return Outcome(result.logits, result.step, result.hitting_time, None)
 
 
-def _build_base(static):
+def _build_base(static, capacity):
     def run(key, leaves, maze, init_logits):
         H = exact_hitting_time(maze, init_logits)
         return Outcome(init_logits, jnp.zeros(1, jnp.int32), H[None], None)
@@ -107,23 +109,49 @@ def _build_base(static):
     return run
 
 
-def _build_rlvr_exact(static):
+def _sizes(maze: Maze):
+    """(W, K, L) of a (padded, possibly traced) paper maze ``Maze(W, K, L)``."""
+    W = jnp.sum(maze.target_mask)
+    K = jnp.max(maze.depth)
+    L = jnp.sum((maze.state_type == R_PLUS) & (maze.depth == 1)) // W
+    return W, K, L
+
+
+def _build_rlvr_exact(static, capacity):
+    if static["symmetric"]:
+        train = make_rlvr_symmetric(static["steps"], capacity.depths, capacity.branches,
+                                    record_every=static["record_every"])
+
+        def run(key, leaves, maze, init):
+            W, K, L = _sizes(maze)
+            theta, H, types = train(RLVRHParams(**leaves), W, K, L)
+            final = types[-1].astype(init.dtype)
+            logits = typed_logits(maze, final[0], final[1], final[2], final[3], dtype=init.dtype)
+            return Outcome(logits, jnp.asarray(train.record_steps), H, None)
+
+        return run
     train = make_rlvr_exact(static["steps"], record_every=static["record_every"])
     return lambda key, leaves, maze, init: _trained(train(key, RLVRHParams(**leaves), maze, init))
 
 
-def _build_sft_exact(static):
+def _bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _build_sft_exact(static, capacity):
     train = make_sft_exact(static["steps"], record_every=static["record_every"])
     return lambda key, leaves, maze, init: _trained(train(key, SFTHParams(**leaves), maze, init))
 
 
-def _build_sft(static):
+def _build_sft(static, capacity):
     train = make_sft(static["steps"], static["batch_size"], record_every=static["record_every"])
     return lambda key, leaves, maze, init: _trained(train(key, SFTHParams(**leaves), maze, init))
 
 
 def _build_search(policy):
-    def build(static):
+    def build(static, capacity):
         def run(key, leaves, maze, init_logits):
             logits = policy(maze, init_logits.dtype)
             H = exact_hitting_time(maze, logits)
@@ -162,9 +190,10 @@ METHODS: dict[str, Method] = {
         Method(
             "rlvr_exact",
             {"steps": Param(600, True, _int), "lr": Param(0.01, False, _positive),
-             "beta": Param(1.0, False, _non_negative), **_SCHEDULE},
+             "beta": Param(1.0, False, _non_negative), "symmetric": Param(True, True, _bool), **_SCHEDULE},
             _build_rlvr_exact,
-            doc="exact-gradient RLVR with sign ascent (paper's Thm 3)",
+            doc="exact-gradient RLVR with sign ascent (paper's Thm 3); symmetric = true uses the "
+                "branch-symmetric fast path (identical trajectory, O(K) per step)",
         ),
         Method("search_sft", dict(_SEARCH), _build_search(sft_limit_logits), sampled=True,
                doc="search scaffold (Cor. 1) on the SFT-limit policy; cost = proposals"),

@@ -46,6 +46,12 @@ def continues(maze: Maze) -> jax.Array:
     return typed[:, None] & jnp.asarray(maze.valid) & (forward[jnp.asarray(maze.successors)] == forward[:, None])
 
 
+def _require_paper_maze(maze: Maze, what: str) -> None:
+    """Raise unless ``maze`` is a paper maze (typed states); value checks only on concrete mazes."""
+    if not maze.structured or (not _checks.is_traced(maze.state_type) and not np.any(np.asarray(maze.state_type) >= 0)):
+        raise ValueError(f"maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use {what}")
+
+
 def _per_depth(maze: Maze, name: str, value) -> None:
     """Check a per-depth probability argument: a scalar or one value per depth, in [0, 1]."""
     depths = maze.capacity.depths
@@ -67,8 +73,7 @@ def typed_logits(maze: Maze, a, b, c, d, dtype=jnp.float32) -> jax.Array:
     gives ``-inf`` logits. Untyped states (fork rows, the leaf's incoming edge) stay uniform.
     Computed in ``dtype`` (float64 runs under ``jax.enable_x64``).
     """
-    if not maze.structured or not np.any(np.asarray(maze.state_type) >= 0):
-        raise ValueError("maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use typed_logits")
+    _require_paper_maze(maze, "typed_logits")
     for name, value in zip("abcd", (a, b, c, d)):
         _per_depth(maze, name, value)
     with jax.enable_x64(np.dtype(dtype).itemsize == 8):
@@ -89,8 +94,7 @@ def typed_logits(maze: Maze, a, b, c, d, dtype=jnp.float32) -> jax.Array:
 def sft_limit_logits(maze: Maze, dtype=jnp.float32) -> jax.Array:
     """The SFT limit (SPEC 4.1): forward states always continue (``a = c = 1``), backward states
     keep the base model's uniform moves (``b = L/(L+1)``, ``d = 1/(L+1)`` per diamond). [S, D]."""
-    if not maze.structured or not np.any(np.asarray(maze.state_type) >= 0):
-        raise ValueError("maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use sft_limit_logits")
+    _require_paper_maze(maze, "sft_limit_logits")
     forward_typed = (jnp.asarray(maze.state_type) >= 0) & (jnp.asarray(maze.forward) == 1)
     blocked = forward_typed[:, None] & ~continues(maze)
     with jax.enable_x64(np.dtype(dtype).itemsize == 8):
@@ -109,8 +113,7 @@ def type_probabilities(maze: Maze, logits: jax.Array) -> dict[str, jax.Array]:
     the parallel copies and the branches that reach that depth. Returns a dict with keys
     ``"a"``, ``"b"``, ``"c"``, ``"d"``, each float64 [maze.capacity.depths].
     """
-    if not maze.structured or not np.any(np.asarray(maze.state_type) >= 0):
-        raise ValueError("maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use type_probabilities")
+    _require_paper_maze(maze, "type_probabilities")
     _checks.logits_shape(maze, logits)
     with jax.enable_x64(True):
         return _type_probabilities(maze, jnp.asarray(logits, jnp.float64))

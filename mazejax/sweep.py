@@ -181,9 +181,9 @@ def run_key(base: int, method: str, W: int, K: int, L: int, seed: int) -> jax.Ar
 # The compiled per-run program
 
 
-def _program(method: methods.Method, static: dict):
+def _program(method: methods.Method, static: dict, capacity):
     """``run(key, leaves, maze, init) -> dict of float64 scalars`` (one CSV row's numbers)."""
-    train = method.build(static)
+    train = method.build(static, capacity)
 
     def run(key, leaves, maze, init_logits):
         train_key, _ = jax.random.split(key)
@@ -311,7 +311,7 @@ def run_sweep(spec: Spec, out: str | os.PathLike, *, progress: bool = True, chun
         size = min(size, len(todo))
         size = -(-size // len(devices)) * len(devices)
         method = methods.get(method_name)
-        program = jax.jit(jax.vmap(_program(method, static)), in_shardings=sharding, out_shardings=sharding)
+        program = jax.jit(jax.vmap(_program(method, static, capacity)), in_shardings=sharding, out_shardings=sharding)
         bar = _Progress(len(todo), method_name) if progress else None
         start = time.perf_counter()
         compiled = None
