@@ -379,7 +379,7 @@ def _alias_tables(p: jax.Array, degree: jax.Array):
       ``alias[j]`` samples the row's distribution. Slots of probability 0 get ``keep = 0``.
     """
     rows, width = p.shape
-    cols = jnp.arange(width)
+    cols = jnp.arange(width, dtype=jnp.int32)
     mass = p * degree.astype(p.dtype)  # in units of one slot
     open_ = jnp.broadcast_to(cols < degree, p.shape)
 
@@ -388,7 +388,7 @@ def _alias_tables(p: jax.Array, degree: jax.Array):
         busy = jnp.sum(open_, axis=1) >= 2
         poor = jnp.argmin(jnp.where(open_, mass, jnp.inf), axis=1)
         is_poor = cols[None, :] == poor[:, None]
-        rich = jnp.argmax(jnp.where(open_ & ~is_poor, mass, -jnp.inf), axis=1)
+        rich = jnp.argmax(jnp.where(open_ & ~is_poor, mass, -jnp.inf), axis=1).astype(jnp.int32)
         is_rich = cols[None, :] == rich[:, None]
         poor_mass = jnp.sum(jnp.where(is_poor, mass, 0.0), axis=1, keepdims=True)
         set_poor = is_poor & busy[:, None]
@@ -397,7 +397,7 @@ def _alias_tables(p: jax.Array, degree: jax.Array):
         mass = jnp.where(is_rich & busy[:, None], mass + poor_mass - 1.0, mass)
         return mass, keep, alias, open_ & ~set_poor
 
-    init = (mass, jnp.ones_like(p), jnp.broadcast_to(cols, p.shape).astype(jnp.int32), open_)
+    init = (mass, jnp.ones_like(p), jnp.broadcast_to(cols, p.shape), open_)
     _, keep, alias, _ = lax.fori_loop(0, max(width - 1, 0), body, init)
     return jnp.where(p > 0, keep, 0.0), alias
 
@@ -546,7 +546,7 @@ def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, rec
         )
         if record:
             row = jnp.minimum(1 + start, buffer.shape[0] - CHUNK)  # past `record`: a scratch zone
-            buffer = lax.dynamic_update_slice(buffer, entered, (row, 0))
+            buffer = lax.dynamic_update_slice(buffer, entered, (row, jnp.int32(0)))
         if counts:
             ones = jnp.broadcast_to(weights, flat.shape)
             tally = tally + jnp.zeros(no_count, jnp.float32).at[flat.ravel()].add(ones.ravel(), mode="drop")

@@ -16,14 +16,6 @@ from mazejax.simulate import monte_carlo, rollout, sample_walks, search_walks
 BIG = 10**7  # a horizon no walk here reaches
 
 
-def sft_logits(maze, L):
-    return mazejax.typed_logits(maze, 1.0, L / (L + 1), 1.0, 1 / (L + 1))
-
-
-def backtracker_logits(maze):
-    return mazejax.typed_logits(maze, 1.0, 1.0, 1.0, 1.0)
-
-
 def random_typed_logits(maze, seed):
     a, b, c, d = np.random.default_rng(seed).uniform(0.3, 0.9, (4, maze.capacity.depths))
     return mazejax.typed_logits(maze, a, b, c, d)
@@ -57,9 +49,9 @@ def test_monte_carlo_mean_matches_exact_hitting_time(case):
     if policy is None:
         logits = mazejax.pretrained_logits(maze)
     elif policy == "sft":
-        logits = sft_logits(maze, 2)
+        logits = mazejax.sft_limit_logits(maze)
     elif policy == "bt":
-        logits = backtracker_logits(maze)
+        logits = mazejax.backtracker_logits(maze)
     else:
         logits = random_typed_logits(maze, policy)
     mc = monte_carlo(maze, logits, jax.random.key(7), 20_000, BIG)
@@ -72,7 +64,7 @@ def test_monte_carlo_mean_matches_exact_hitting_time(case):
 def test_reference_values_by_simulation():
     """SPEC 3: base H0 = 275 and backtracker 35 at (3,3,2), via the simulator alone."""
     maze = mazejax.Maze(3, 3, 2)
-    for logits, value in ((mazejax.pretrained_logits(maze), 275.0), (backtracker_logits(maze), 35.0)):
+    for logits, value in ((mazejax.pretrained_logits(maze), 275.0), (mazejax.backtracker_logits(maze), 35.0)):
         length = np.asarray(rollout(maze, logits, jax.random.key(11), 20_000, BIG).length, np.float64)
         assert abs(length.mean() - value) < 4 * length.std() / np.sqrt(length.size)
 
@@ -123,6 +115,9 @@ def test_rollout_is_independent_of_batch_size_and_jit():
     np.testing.assert_array_equal(np.asarray(large.length), np.asarray(jitted))
     raw = rollout(maze, logits, jax.random.key_data(key), 2, BIG)  # a raw uint32[2] key
     np.testing.assert_array_equal(np.asarray(small.length), np.asarray(raw.length))
+    with jax.enable_x64(True):  # trainers run under x64: same walks
+        wide = rollout(maze, jnp.asarray(logits, jnp.float64), key, 2, BIG)
+    np.testing.assert_array_equal(np.asarray(small.length), np.asarray(wide.length))
     assert len(np.unique(np.asarray(large.length))) > 100  # rollouts differ from each other
 
 
@@ -291,7 +286,7 @@ def test_scaffold_backtracker_cost_is_exact_and_independent_of_L(mode):
     lengths = []
     for L in (1, 2, 4):
         maze = mazejax.Maze(W, K, L)
-        walks = search_walks(maze, backtracker_logits(maze), key, 4000, BIG, mode)
+        walks = search_walks(maze, mazejax.backtracker_logits(maze), key, 4000, BIG, mode)
         assert bool(np.all(walks.success)) and int(np.sum(walks.restarts)) == 0
         assert mean_within(walks.length, scaffold_backtracker_cost(W, K, mode))
         lengths.append(np.asarray(walks.length))
@@ -304,7 +299,7 @@ def test_scaffold_sft_cost_is_linear_in_L():
     W, K = 4, 2
     for L in (1, 2, 4):
         maze = mazejax.Maze(W, K, L)
-        walks = search_walks(maze, sft_logits(maze, L), jax.random.key(L), 4000, BIG, "aggregate")
+        walks = search_walks(maze, mazejax.sft_limit_logits(maze), jax.random.key(L), 4000, BIG, "aggregate")
         assert bool(np.all(walks.success))
         assert mean_within(walks.length, scaffold_sft_aggregate_cost(W, K, L))
 
@@ -376,7 +371,7 @@ def test_scaffold_restarts_when_every_move_is_forbidden():
     """The SFT limit under masking dead-ends (a = 1 leaves no allowed move): restart from s0."""
     L = 3
     maze = mazejax.Maze(3, 2, L)
-    logits = sft_logits(maze, L)
+    logits = mazejax.sft_limit_logits(maze)
     walks = search_walks(maze, logits, jax.random.key(1), 4000, BIG, "mask")
     probs = np.asarray(mazejax.probabilities(maze, logits), np.float64).tolist()
     ref = reference_search(maze, probs, "mask", 2000, seed=2)
