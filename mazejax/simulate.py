@@ -403,9 +403,14 @@ def _alias_tables(p: jax.Array, degree: jax.Array):
 
 
 def _target_codes(maze: Maze) -> jax.Array:
-    """int32 [S]: 1 + the target slot whose node is the head of each state, 0 if none."""
+    """int32 [S]: 1 + the target slot whose node is the head of each state, 0 if none.
+
+    A state's head is one node, so at most one target matches; a plain sum (not an argmax) keeps
+    this cheap for XLA to constant-fold when the maze is closed over.
+    """
     hits = jnp.asarray(maze.target_hit) & jnp.asarray(maze.target_mask)[:, None]
-    return jnp.where(jnp.any(hits, axis=0), jnp.argmax(hits, axis=0) + 1, 0).astype(jnp.int32)
+    slot = jnp.arange(1, hits.shape[0] + 1, dtype=jnp.int32)[:, None]
+    return jnp.sum(jnp.where(hits, slot, 0), axis=0, dtype=jnp.int32)
 
 
 def _max_degree(maze: Maze) -> jax.Array:

@@ -61,6 +61,15 @@ def test_monte_carlo_mean_matches_exact_hitting_time(case):
     assert mc.stderr == pytest.approx(mc.mean / np.sqrt(20_000), rel=0.5)  # geometric-like tails
 
 
+@pytest.mark.slow
+def test_sft_limit_walks_of_millions_of_moves():
+    """SPEC 3: the SFT limit at W = K = 6, L = 5 has H = 2966043.18944 (walks of 1e6+ moves)."""
+    maze = mazejax.Maze(6, 6, 5)
+    mc = monte_carlo(maze, mazejax.sft_limit_logits(maze), jax.random.key(0), 256, 10**9)
+    assert mc.exact == pytest.approx(2966043.18944, rel=1e-9)
+    assert mc.success_rate == 1.0 and abs(mc.z) < 4, mc
+
+
 def test_reference_values_by_simulation():
     """SPEC 3: base H0 = 275 and backtracker 35 at (3,3,2), via the simulator alone."""
     maze = mazejax.Maze(3, 3, 2)
