@@ -333,7 +333,8 @@ def _target_argument(maze: Maze, target, num: int) -> jax.Array:
     if not _checks.is_traced(target) and not _checks.is_traced(maze):
         values = np.asarray(target)
         mask = np.asarray(maze.target_mask)
-        if np.any(values < 0) or np.any(values >= mask.shape[0]) or not np.all(mask[np.clip(values, 0, mask.shape[0] - 1)]):
+        inside = np.all((values >= 0) & (values < mask.shape[0]))
+        if not inside or not np.all(mask[values]):
             real = np.flatnonzero(mask).tolist()
             raise ValueError(f"target must be a real target slot of the maze ({real}), got {target!r}")
     return jnp.broadcast_to(jnp.asarray(target, jnp.int32), (num,))
