@@ -167,7 +167,7 @@ _SCHEDULE = {"record_every": Param(10, True, _int)}
 _SEARCH = {
     "rollouts": Param(1000, True, _int),
     "horizon": Param(1_000_000, True, _int),
-    "mode": Param("mask", True, _search_mode),
+    "mode": Param("aggregate", True, _search_mode),
 }
 
 METHODS: dict[str, Method] = {

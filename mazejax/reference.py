@@ -51,3 +51,19 @@ def path_star_hitting_time(d: int, l: int) -> Fraction:
     """Uniform walk from the centre of a path-star (d arms of l edges) to one tip: ``(2d - 1) l^2``."""
     d, l = _checks.positive_int("d", d), _checks.positive_int("l", l)
     return Fraction((2 * d - 1) * l * l)
+
+
+def scaffold_cost(W: int, K: int, L: int, policy: str) -> Fraction:
+    """Expected proposals under the "aggregate" search scaffold (SPEC 4.3 (a), Corollary 1).
+
+    ``policy`` is ``"backtracker"``: ``(W-1)/2 (4K+3) + 2K+1``, independent of L; or
+    ``"sft_limit"``: the same plus ``(W-1)/2 K (L + 1/L)``, linear in L (against
+    ``W ((L+1)^2/L)^K`` without the scaffold). Checked against Monte Carlo in the tests.
+    """
+    W, K, L = _sizes(W, K, L)
+    if policy not in ("backtracker", "sft_limit"):
+        raise ValueError(f"policy must be 'backtracker' or 'sft_limit', got {policy!r}")
+    cost = Fraction(W - 1, 2) * (4 * K + 3) + 2 * K + 1
+    if policy == "sft_limit":
+        cost += Fraction(W - 1, 2) * K * (L + Fraction(1, L))
+    return cost
