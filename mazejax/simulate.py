@@ -378,29 +378,37 @@ def _alias_tables(p: jax.Array, degree: jax.Array):
       (keep, alias): float32 [R, D] in [0, 1] and int32 [R, D]. Drawing ``j`` uniform in
       ``[0, degree)`` and ``f`` uniform in [0, 1) and taking ``j`` if ``f < keep[j]`` else
       ``alias[j]`` samples the row's distribution. Slots of probability 0 get ``keep = 0``.
+
+    Each of the D - 1 rounds pairs, in every row, the open slot of least mass ("poor", whose keep
+    probability is then final) with the open slot of most mass ("rich", its alias, which gives the
+    poor slot's shortfall). Computed slot-major ([D, R]) so every reduction is a vectorised
+    elementwise pass over rows.
     """
-    rows, width = p.shape
-    cols = jnp.arange(width, dtype=jnp.int32)
-    mass = p * degree.astype(p.dtype)  # in units of one slot
-    open_ = jnp.broadcast_to(cols < degree, p.shape)
+    width = p.shape[1]
+    cols = jnp.arange(width, dtype=jnp.int32)[:, None]
+    mass = p.T * degree.astype(p.dtype)  # [D, R], in units of one slot
+    open_ = jnp.broadcast_to(cols < degree, mass.shape)
+
+    def first(mask):  # int32 [R]: the first slot where ``mask`` holds
+        return jnp.min(jnp.where(mask, cols, width), axis=0)
 
     def body(_, carry):
         mass, keep, alias, open_ = carry
-        busy = jnp.sum(open_, axis=1) >= 2
-        poor = jnp.argmin(jnp.where(open_, mass, jnp.inf), axis=1)
-        is_poor = cols[None, :] == poor[:, None]
-        rich = jnp.argmax(jnp.where(open_ & ~is_poor, mass, -jnp.inf), axis=1).astype(jnp.int32)
-        is_rich = cols[None, :] == rich[:, None]
-        poor_mass = jnp.sum(jnp.where(is_poor, mass, 0.0), axis=1, keepdims=True)
-        set_poor = is_poor & busy[:, None]
+        busy = jnp.sum(open_, axis=0) >= 2
+        open_mass = jnp.where(open_, mass, jnp.inf)
+        is_poor = cols == first(open_ & (open_mass == jnp.min(open_mass, axis=0)))
+        other_mass = jnp.where(open_ & ~is_poor, mass, -jnp.inf)
+        rich = first(open_ & ~is_poor & (other_mass == jnp.max(other_mass, axis=0)))
+        poor_mass = jnp.sum(jnp.where(is_poor, mass, 0.0), axis=0)
+        set_poor = is_poor & busy
         keep = jnp.where(set_poor, jnp.clip(poor_mass, 0.0, 1.0), keep)
-        alias = jnp.where(set_poor, rich[:, None], alias)
-        mass = jnp.where(is_rich & busy[:, None], mass + poor_mass - 1.0, mass)
+        alias = jnp.where(set_poor, rich, alias)
+        mass = jnp.where((cols == rich) & busy, mass + poor_mass - 1.0, mass)
         return mass, keep, alias, open_ & ~set_poor
 
-    init = (mass, jnp.ones_like(p), jnp.broadcast_to(cols, p.shape), open_)
+    init = (mass, jnp.ones_like(mass), jnp.broadcast_to(cols, mass.shape), open_)
     _, keep, alias, _ = lax.fori_loop(0, max(width - 1, 0), body, init)
-    return jnp.where(p > 0, keep, 0.0), alias
+    return jnp.where(p > 0, keep.T, 0.0), alias.T
 
 
 def _target_codes(maze: Maze) -> jax.Array:
