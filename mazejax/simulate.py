@@ -570,6 +570,8 @@ def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, rec
         c, state = carry[0], carry[1]
         return (c < chunks) & jnp.any(state != S)
 
+    # Time-major buffer: row 0 holds state 0, chunk c writes rows 1 + c * CHUNK onwards; chunks past
+    # ``record`` write into one extra scratch chunk at the end.
     rows = (-(-max(record - 1, 0) // CHUNK) + 1) * CHUNK + 1 if record else 0
     buffer = jnp.full((rows, num), -1, jnp.int32).at[0].set(0) if record else None
     tally = jnp.zeros(no_count, jnp.float32) if counts else None
@@ -581,15 +583,12 @@ def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, rec
         functools.partial(alive, chunks=-(-horizon // CHUNK)), functools.partial(chunk, partial=True), carry
     )
     _, state, length, buffer, tally = carry
-    success = state == S
-    if not record:
-        return Walks(length, success, target, counts=tally[: S * D].reshape(S, D) if counts else None)
     return Walks(
         length,
-        success,
-        target,
-        states=buffer[:record].T,
-        overflow=length >= record,
+        success=state == S,
+        target=target,
+        states=buffer[:record].T if record else None,
+        overflow=length >= record if record else None,
         counts=tally[: S * D].reshape(S, D) if counts else None,
     )
 
