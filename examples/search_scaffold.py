@@ -7,7 +7,8 @@ For the SFT limit and the efficient backtracker, over three sweeps around W = K 
 * the scaffold's expected cost in proposals, by Monte Carlo, under both SPEC 4.3 semantics
   ("aggregate": parallel copies are one state and rejected proposals are redrawn; "mask": copies
   are distinct and visited moves are masked), with standard errors;
-* the closed forms of the aggregate scaffold (derived in tests/test_simulate.py):
+* the closed forms of the aggregate scaffold (:func:`mazejax.reference.scaffold_cost`, derived in
+  tests/test_simulate.py):
   backtracker ``(W-1)/2 (4K+3) + 2K+1`` (independent of L), SFT limit
   ``(W-1)/2 (4K+3 + K(L + 1/L)) + 2K+1`` (linear in L, against ``W ((L+1)^2/L)^K`` without it).
 
@@ -45,12 +46,6 @@ COLUMNS = [
 ]
 
 
-def closed_form(policy: str, W: int, K: int, L: int) -> float:
-    """Exact expected cost under the aggregate scaffold (see the module docstring)."""
-    cost = (W - 1) / 2 * (4 * K + 3) + 2 * K + 1
-    return cost + ((W - 1) / 2 * K * (L + 1 / L) if policy == "sft_limit" else 0.0)
-
-
 def measure(W, K, L, num, key, horizon):
     """One row per policy for maze (W, K, L)."""
     maze = mazejax.Maze(W, K, L)
@@ -68,7 +63,7 @@ def measure(W, K, L, num, key, horizon):
             row[f"{mode}_stderr"] = cost.std(ddof=1) / np.sqrt(num)
             if mode == "mask":
                 row["mask_restarts_per_walk"] = float(np.mean(walks.restarts))
-        row["aggregate_closed_form"] = closed_form(policy, W, K, L)
+        row["aggregate_closed_form"] = float(mazejax.reference.scaffold_cost(W, K, L, policy))
         rows.append(row)
     return rows
 

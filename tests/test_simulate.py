@@ -267,10 +267,11 @@ def scaffold_backtracker_cost(W, K, mode):
 
     Branches are tried in a uniformly random order, (W - 1) / 2 wrong ones on average, each a round
     trip of 4K + 2 moves, then 2K + 1 moves to the target. With aggregate semantics, the j-th fork
-    decision (j wrong branches visited) rejects j / (W - j) proposals on average, (W - 1) / 2 in all.
+    decision (j wrong branches visited) rejects j / (W - j) proposals on average, (W - 1) / 2 in all
+    (:func:`mazejax.reference.scaffold_cost`); masking makes no rejections.
     """
-    moves = (W - 1) / 2 * (4 * K + 2) + 2 * K + 1
-    return moves + ((W - 1) / 2 if mode == "aggregate" else 0.0)
+    aggregate = float(mazejax.reference.scaffold_cost(W, K, 1, "backtracker"))
+    return aggregate - ((W - 1) / 2 if mode == "mask" else 0.0)
 
 
 def scaffold_sft_aggregate_cost(W, K, L):
@@ -278,9 +279,10 @@ def scaffold_sft_aggregate_cost(W, K, L):
 
     Forward moves are deterministic (a = c = 1); on the way back from a wrong leaf each depth
     rejects 1/L proposals (R-: forward is visited, accepted with b = L/(L+1)) and L proposals
-    (L-: all forward copies are one visited state, accepted with d = 1/(L+1)).
+    (L-: all forward copies are one visited state, accepted with d = 1/(L+1)), on top of the
+    backtracker's cost (:func:`mazejax.reference.scaffold_cost`).
     """
-    return scaffold_backtracker_cost(W, K, "aggregate") + (W - 1) / 2 * K * (L + 1 / L)
+    return float(mazejax.reference.scaffold_cost(W, K, L, "sft_limit"))
 
 
 def mean_within(values, expected, sigmas=4):
