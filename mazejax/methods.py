@@ -20,8 +20,8 @@ import jax.numpy as jnp
 
 from mazejax import _checks, simulate
 from mazejax.maze import R_PLUS, Maze
-from mazejax.policy import backtracker_logits, sft_limit_logits, typed_logits
-from mazejax.symmetric import make_rlvr_symmetric
+from mazejax.policy import backtracker_logits, sft_limit_logits
+from mazejax.symmetric import full_logits, make_rlvr_symmetric
 from mazejax.train import RLVRHParams, SFTHParams, make_rlvr_exact, make_sft, make_sft_exact
 from mazejax.train.common import exact_hitting_time
 
@@ -124,10 +124,8 @@ def _build_rlvr_exact(static, capacity):
 
         def run(key, leaves, maze, init):
             W, K, L = _sizes(maze)
-            theta, H, types = train(RLVRHParams(**leaves), W, K, L)
-            final = types[-1].astype(init.dtype)
-            logits = typed_logits(maze, final[0], final[1], final[2], final[3], dtype=init.dtype)
-            return Outcome(logits, jnp.asarray(train.record_steps), H, None)
+            theta, H, _ = train(RLVRHParams(**leaves), W, K, L)
+            return Outcome(full_logits(maze, theta.astype(init.dtype)), jnp.asarray(train.record_steps), H, None)
 
         return run
     train = make_rlvr_exact(static["steps"], record_every=static["record_every"])

@@ -31,6 +31,7 @@ import optax
 from jax import lax
 
 from mazejax.exact import F64, branch_exits, fork_level
+from mazejax.policy import continues
 from mazejax.train.common import check_schedule, in_x64, record_steps
 from mazejax.train.rlvr import RLVRHParams
 
@@ -41,6 +42,20 @@ def type_probabilities(theta: jax.Array, L: jax.Array) -> jax.Array:
     n_desired = jnp.stack([jnp.ones_like(L), L, L, jnp.ones_like(L)])[:, None]
     n_other = jnp.stack([L, jnp.ones_like(L), jnp.ones_like(L), L])[:, None]
     return jax.nn.sigmoid(theta[..., 0] - theta[..., 1] + jnp.log(n_desired / n_other))
+
+
+def full_logits(maze, theta: jax.Array) -> jax.Array:
+    """The tabular logits [S, D] of per-type logits ``theta`` [4, depths, 2] on a paper maze.
+
+    Desired moves of a typed state get ``theta[type, depth - 1, 0]``, its other moves
+    ``theta[type, depth - 1, 1]``; untyped states get 0 on valid moves. From the pretrained
+    model, these are bit for bit the logits the full trainer reaches (module docstring).
+    """
+    state_type = jnp.asarray(maze.state_type)
+    row = theta[jnp.maximum(state_type, 0), jnp.maximum(jnp.asarray(maze.depth) - 1, 0)]  # [S, 2]
+    typed = jnp.where(continues(maze), row[:, :1], row[:, 1:])
+    logits = jnp.where((state_type >= 0)[:, None], typed, jnp.zeros((), theta.dtype))
+    return jnp.where(jnp.asarray(maze.valid), logits, -jnp.inf)
 
 
 def hitting_time(probabilities: jax.Array, W: jax.Array, K: jax.Array, branches: int) -> jax.Array:
@@ -123,4 +138,4 @@ def make_rlvr_symmetric(steps: int, depths: int, branches: int, *, record_every:
     return train
 
 
-__all__ = ["hitting_time", "make_rlvr_symmetric", "type_probabilities"]
+__all__ = ["full_logits", "hitting_time", "make_rlvr_symmetric", "type_probabilities"]

@@ -45,7 +45,9 @@ def test_rlvr_trajectory_equals_the_full_trainer():
     W, K, L, steps = 3, 3, 2, 120
     train = symmetric.make_rlvr_symmetric(steps, 4, 5, record_every=1)
     with jax.enable_x64(True):
-        _, H, types = jax.jit(train)(RLVRHParams.create(0.01), W, K, L)
-    full = rlvr_exact(mj.Maze(W, K, L), steps, 0.01)
+        theta, H, types = jax.jit(train)(RLVRHParams.create(0.01), W, K, L)
+    maze = mj.Maze(W, K, L)
+    full = rlvr_exact(maze, steps, 0.01)
     np.testing.assert_allclose(H, full.hitting_time, rtol=1e-12)
+    np.testing.assert_array_equal(symmetric.full_logits(maze, theta[:, :K]), full.logits)
     np.testing.assert_allclose(types[-1, 0, :K], full.types["a"][-1], rtol=1e-12)
