@@ -18,11 +18,14 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from mazejax import _checks, simulate
+from mazejax import _checks, reference, simulate
 from mazejax.maze import R_PLUS, Maze
 from mazejax.policy import backtracker_logits, sft_limit_logits
 from mazejax.symmetric import full_logits, make_rlvr_symmetric
 from mazejax.train import RLVRHParams, SFTHParams, make_rlvr_exact, make_sft, make_sft_exact
+from mazejax.train.distill import DistillHParams, make_distill
+from mazejax.train.ppo import PPOHParams, make_ppo
+from mazejax.train.reinforce import ReinforceHParams, make_reinforce
 from mazejax.train.common import exact_hitting_time
 
 
@@ -42,11 +45,13 @@ class Outcome(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Param:
-    """One hyperparameter: its default, whether it is static, and the check of its value."""
+    """One hyperparameter: its default, whether it is static, the check of its value and, for a
+    leaf, its array dtype."""
 
     default: object
     static: bool
     check: Callable[[str, object], object]
+    dtype: str = "float32"
 
 
 def _int(name, value):
@@ -65,6 +70,10 @@ def _non_negative(name, value):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     _checks.positive_float(name, value, allow_zero=True)
     return float(value)
+
+
+def _non_negative_int(name, value):
+    return _checks.positive_int(name, value, minimum=0)
 
 
 def _search_mode(name, value):
@@ -97,8 +106,51 @@ class Method:
         return static, leaves
 
 
-def _trained(result) -> Outcome:
-    return Outcome(result.logits, result.step, result.hitting_time, None)
+def _trained(result, mc=None) -> Outcome:
+    return Outcome(result.logits, result.step, result.hitting_time, mc)
+
+
+def _evaluated(static, key, maze, result) -> Outcome:
+    """The trained policy with ``eval_rollouts`` Monte Carlo walks of at most ``eval_horizon`` moves."""
+    walks = simulate.sample_walks(maze, result.logits, key, static["eval_rollouts"], static["eval_horizon"])
+    return _trained(result, (walks.length, walks.success))
+
+
+def _build_reinforce(static, capacity):
+    train = make_reinforce(static["steps"], static["num_rollouts"], record_every=static["record_every"])
+
+    def run(key, leaves, maze, init):
+        train_key, eval_key = jax.random.split(key)
+        return _evaluated(static, eval_key, maze, train(train_key, ReinforceHParams(**leaves), maze, init))
+
+    return run
+
+
+def _build_ppo(static, capacity):
+    horizon = static["horizon"] or int(2 * reference.base_hitting_time(capacity.branches, capacity.depths, capacity.group - 1)) + 1
+    train = make_ppo(static["steps"], horizon, static["num_rollouts"], epochs=static["epochs"],
+                     minibatches=static["minibatches"], record_every=static["record_every"])
+
+    def run(key, leaves, maze, init):
+        train_key, eval_key = jax.random.split(key)
+        return _evaluated(static, eval_key, maze, train(train_key, PPOHParams(**leaves), maze, init))
+
+    return run
+
+
+def _build_distill(static, capacity):
+    teacher = make_rlvr_symmetric(static["teacher_steps"], capacity.depths, capacity.branches,
+                                  record_every=static["teacher_steps"])
+    train = make_distill(static["steps"], static["num_traces"], record_every=static["record_every"])
+
+    def run(key, leaves, maze, init):
+        train_key, eval_key = jax.random.split(key)
+        theta, _, _ = teacher(RLVRHParams(lr=leaves["teacher_lr"], beta=jnp.ones_like(leaves["teacher_lr"])), *_sizes(maze))
+        hparams = DistillHParams(lr=leaves["lr"], horizon=leaves["horizon"])
+        result = train(train_key, hparams, maze, init, full_logits(maze, theta.astype(init.dtype)))
+        return _evaluated(static, eval_key, maze, result)
+
+    return run
 
 
 def _build_base(static, capacity):
@@ -162,6 +214,7 @@ def _build_search(policy):
 
 
 _SCHEDULE = {"record_every": Param(10, True, _int)}
+_EVALUATION = {"eval_rollouts": Param(1000, True, _int), "eval_horizon": Param(100_000, True, _int)}
 _SEARCH = {
     "rollouts": Param(1000, True, _int),
     "horizon": Param(1_000_000, True, _int),
@@ -192,6 +245,33 @@ METHODS: dict[str, Method] = {
             _build_rlvr_exact,
             doc="exact-gradient RLVR with sign ascent (paper's Thm 3); symmetric = true uses the "
                 "branch-symmetric fast path (identical trajectory, O(K) per step)",
+        ),
+        Method(
+            "reinforce",
+            {"steps": Param(200, True, _int), "num_rollouts": Param(64, True, _int), "lr": Param(0.1, False, _positive),
+             "beta": Param(0.01, False, _non_negative), "horizon": Param(1_000_000, False, _int, "int32"),
+             "horizon_scale": Param(2.0, False, _non_negative), **_SCHEDULE, **_EVALUATION},
+            _build_reinforce, sampled=True,
+            doc="REINFORCE with a leave-one-out baseline, horizon twice the current exact H (Adam)",
+        ),
+        Method(
+            "ppo",
+            {"steps": Param(200, True, _int), "num_rollouts": Param(64, True, _int), "epochs": Param(4, True, _int),
+             "minibatches": Param(4, True, _int), "horizon": Param(0, True, _non_negative_int),
+             "lr": Param(0.03, False, _positive), "beta": Param(3e-4, False, _non_negative),
+             "clip": Param(0.2, False, _positive), "gae_lambda": Param(0.95, False, _non_negative),
+             "critic_rate": Param(0.5, False, _positive), "horizon_scale": Param(2.0, False, _non_negative),
+             **_SCHEDULE, **_EVALUATION},
+            _build_ppo, sampled=True,
+            doc="PPO (clipped surrogate, tabular critic, GAE); horizon 0 = twice the largest base H of the grid",
+        ),
+        Method(
+            "distill",
+            {"steps": Param(300, True, _int), "num_traces": Param(32, True, _int), "teacher_steps": Param(600, True, _int),
+             "lr": Param(0.1, False, _positive), "horizon": Param(100_000, False, _int, "int32"),
+             "teacher_lr": Param(0.01, False, _positive), **_SCHEDULE, **_EVALUATION},
+            _build_distill, sampled=True,
+            doc="distillation of the exact-RLVR teacher (symmetric fast path) into the pretrained model",
         ),
         Method("search_sft", dict(_SEARCH), _build_search(sft_limit_logits), sampled=True,
                doc="search scaffold (Cor. 1) on the SFT-limit policy; cost = proposals"),

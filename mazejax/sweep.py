@@ -136,6 +136,7 @@ def parse_spec(config: dict) -> Spec:
     spec = Spec(W, K, L, seeds, tuple(names), hparams, key, float(memory_gb))
     capacity = _capacity(spec)
     for name in names:
+        methods.get(name).build(hparams[name][0], capacity)  # static checks (cheap: nothing is traced)
         need = _run_bytes(capacity, name, hparams[name][0]) / 2**30
         if need > spec.memory_gb:
             raise ValueError(
@@ -325,7 +326,7 @@ def run_sweep(spec: Spec, out: str | os.PathLike, *, progress: bool = True, chun
             maze_batch = stack(padded)
             args = (
                 jnp.stack([run_key(spec.key, *r) for r in batch]),
-                {k: np.full(size, v, np.float32) for k, v in leaves.items()},
+                {k: np.full(size, v, method.params[k].dtype) for k, v in leaves.items()},
                 maze_batch,
                 np.stack([np.asarray(pretrained_logits(m)) for m in padded]),
             )
