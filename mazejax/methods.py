@@ -13,6 +13,7 @@ mazes are paper mazes ``Maze(W, K, L)`` and runs start from the pretrained model
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Callable, NamedTuple
 
 import jax
@@ -23,9 +24,9 @@ from mazejax.maze import R_PLUS, Maze
 from mazejax.policy import backtracker_logits, sft_limit_logits
 from mazejax.symmetric import full_logits, make_rlvr_symmetric
 from mazejax.train import RLVRHParams, SFTHParams, make_rlvr_exact, make_sft, make_sft_exact
-from mazejax.train.distill import DistillHParams, make_distill
-from mazejax.train.ppo import PPOHParams, make_ppo
-from mazejax.train.reinforce import ReinforceHParams, make_reinforce
+from mazejax.train.distill import DistillHParams, distill, make_distill
+from mazejax.train.ppo import PPOHParams, make_ppo, ppo
+from mazejax.train.reinforce import ReinforceHParams, make_reinforce, reinforce
 from mazejax.train.common import exact_hitting_time
 
 
@@ -213,6 +214,18 @@ def _build_search(policy):
     return build
 
 
+def _default(fn, name):
+    return inspect.signature(fn).parameters[name].default
+
+
+def _from_signature(fn, static=(), leaves=()):
+    """Params whose defaults are those of the one-run trainer ``fn`` (one source of truth)."""
+    out = {name: Param(_default(fn, name), True, _int) for name in static}
+    positive = {"lr", "clip", "critic_rate"}
+    out.update({name: Param(_default(fn, name), False, _positive if name in positive else _non_negative) for name in leaves})
+    return out
+
+
 _SCHEDULE = {"record_every": Param(10, True, _int)}
 _EVALUATION = {"eval_rollouts": Param(1000, True, _int), "eval_horizon": Param(100_000, True, _int)}
 _SEARCH = {
@@ -248,28 +261,25 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "reinforce",
-            {"steps": Param(200, True, _int), "num_rollouts": Param(64, True, _int), "lr": Param(0.1, False, _positive),
-             "beta": Param(0.01, False, _non_negative), "horizon": Param(1_000_000, False, _int, "int32"),
-             "horizon_scale": Param(2.0, False, _non_negative), **_SCHEDULE, **_EVALUATION},
+            {**_from_signature(reinforce, static=("steps", "num_rollouts"), leaves=("lr", "beta", "horizon_scale")),
+             "horizon": Param(_default(reinforce, "horizon"), False, _int, "int32"), **_SCHEDULE, **_EVALUATION},
             _build_reinforce, sampled=True,
             doc="REINFORCE with a leave-one-out baseline, horizon twice the current exact H (Adam)",
         ),
         Method(
             "ppo",
-            {"steps": Param(200, True, _int), "num_rollouts": Param(64, True, _int), "epochs": Param(4, True, _int),
-             "minibatches": Param(4, True, _int), "horizon": Param(0, True, _non_negative_int),
-             "lr": Param(0.03, False, _positive), "beta": Param(3e-4, False, _non_negative),
-             "clip": Param(0.2, False, _positive), "gae_lambda": Param(0.95, False, _non_negative),
-             "critic_rate": Param(0.5, False, _positive), "horizon_scale": Param(2.0, False, _non_negative),
-             **_SCHEDULE, **_EVALUATION},
+            {**_from_signature(ppo, static=("steps", "num_rollouts", "epochs", "minibatches"),
+                               leaves=("lr", "beta", "clip", "gae_lambda", "critic_rate", "horizon_scale")),
+             "horizon": Param(0, True, _non_negative_int), **_SCHEDULE, **_EVALUATION},
             _build_ppo, sampled=True,
             doc="PPO (clipped surrogate, tabular critic, GAE); horizon 0 = twice the largest base H of the grid",
         ),
         Method(
             "distill",
-            {"steps": Param(300, True, _int), "num_traces": Param(32, True, _int), "teacher_steps": Param(600, True, _int),
-             "lr": Param(0.1, False, _positive), "horizon": Param(100_000, False, _int, "int32"),
-             "teacher_lr": Param(0.01, False, _positive), **_SCHEDULE, **_EVALUATION},
+            {**_from_signature(distill, static=("steps", "num_traces"), leaves=("lr",)),
+             "horizon": Param(_default(distill, "horizon"), False, _int, "int32"),
+             "teacher_steps": Param(600, True, _int), "teacher_lr": Param(0.01, False, _positive),
+             **_SCHEDULE, **_EVALUATION},
             _build_distill, sampled=True,
             doc="distillation of the exact-RLVR teacher (symmetric fast path) into the pretrained model",
         ),
