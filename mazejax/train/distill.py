@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from mazejax import _checks, exact
+from mazejax import _checks, exact, simulate
 from mazejax.maze import Maze
 from mazejax.policy import probabilities
 from mazejax.train import common
@@ -81,7 +81,7 @@ def sample_teacher_transitions(key: jax.Array, maze: Maze, teacher_logits: jax.A
     ``horizon`` included. The ratio of expected counts to expected length is
     :func:`teacher_transitions` (for a horizon that cuts no trace).
     """
-    counts = pg.sample_walks(maze, teacher_logits, key, num_traces, horizon, counts=True).counts
+    counts = simulate.sample_walks(maze, teacher_logits, key, num_traces, horizon, counts=True).counts
     return counts / jnp.maximum(jnp.sum(counts), 1.0)
 
 

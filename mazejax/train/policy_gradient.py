@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mazejax import _checks, simulate
+from mazejax import _checks
 from mazejax.maze import Maze
 from mazejax.policy import probabilities
 from mazejax.train import common
@@ -55,16 +55,6 @@ def check_rollouts(num_rollouts) -> int:
     return _checks.positive_int("num_rollouts", num_rollouts, minimum=2)
 
 
-def sample_walks(maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon, **options) -> simulate.Walks:
-    """:func:`mazejax.simulate.sample_walks`, always traced in 32-bit (trainers run under x64).
-
-    The stepper's tables and counters are int32/float32 by design; tracing it with x64 disabled
-    keeps them so inside the float64 training programs. ``logits`` are cast to float32 first.
-    """
-    with jax.enable_x64(False):
-        return simulate.sample_walks(maze, logits.astype(jnp.float32), key, num, horizon, **options)
-
-
 def rollout_horizon(horizon: jax.Array, horizon_scale: jax.Array, hitting_time: jax.Array) -> jax.Array:
     """int32 scalar: the horizon of this batch of rollouts.
 
@@ -87,13 +77,6 @@ def leave_one_out_advantages(reward: jax.Array) -> jax.Array:
     """float32 [n]: ``r_i - mean_{j != i} r_j`` (n >= 2), an unbiased baseline for REINFORCE."""
     n = reward.shape[0]
     return (reward - jnp.mean(reward)) * (n / (n - 1))
-
-
-def standardized_advantages(reward: jax.Array) -> jax.Array:
-    """float32 [n]: ``(r - mean r) / std r`` over the batch (0 where all rewards are equal), PPO's usual."""
-    centred = reward - jnp.mean(reward)
-    std = jnp.sqrt(jnp.mean(centred**2))
-    return jnp.where(std > 0, centred / jnp.where(std > 0, std, 1.0), 0.0)
 
 
 def score_gradient(maze: Maze, logits: jax.Array, weighted_counts: jax.Array, num: int) -> jax.Array:
@@ -132,7 +115,5 @@ __all__ = [
     "log_probabilities",
     "rewards",
     "rollout_horizon",
-    "sample_walks",
     "score_gradient",
-    "standardized_advantages",
 ]

@@ -54,7 +54,7 @@ import optax
 from flax import struct
 from jax import lax
 
-from mazejax import _checks, exact
+from mazejax import _checks, exact, simulate
 from mazejax.maze import Maze
 from mazejax.train import common
 from mazejax.train import policy_gradient as pg
@@ -134,7 +134,7 @@ def collect(maze: Maze, logits: jax.Array, key: jax.Array, num_rollouts: int, ho
     buffer length; the move slots are recovered from consecutive states (every successor of a
     state is a distinct state).
     """
-    walks = pg.sample_walks(maze, logits, key, num_rollouts, horizon, record=max_horizon + 1)
+    walks = simulate.sample_walks(maze, logits, key, num_rollouts, horizon, record=max_horizon + 1)
     before, after = walks.states[:, :-1], walks.states[:, 1:]
     moving = after >= 0
     state = jnp.where(moving, before, 0)

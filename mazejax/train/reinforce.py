@@ -76,9 +76,9 @@ def reinforce_gradient(maze: Maze, logits: jax.Array, key: jax.Array, num_rollou
       keys is the gradient of ``E[1{hit} - beta * min(T, horizon)]``) and the :class:`~mazejax.simulate.Walks`
       (length, success, target) of the batch.
     """
-    walks = pg.sample_walks(maze, logits, key, num_rollouts, horizon)
+    walks = simulate.sample_walks(maze, logits, key, num_rollouts, horizon)
     advantage = pg.leave_one_out_advantages(pg.rewards(walks.length, walks.success, beta))
-    weighted = pg.sample_walks(maze, logits, key, num_rollouts, horizon, counts=True, weights=advantage).counts
+    weighted = simulate.sample_walks(maze, logits, key, num_rollouts, horizon, counts=True, weights=advantage).counts
     return pg.score_gradient(maze, logits, weighted, num_rollouts), walks
 
 
