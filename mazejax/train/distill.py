@@ -17,8 +17,8 @@ leaves ``b, d`` at their base values and ends at the SFT limit, while the teache
 supervise the backward rows too and the student inherits the efficient backtracking (about 4WK).
 
 *Defaults:* ``optax.adam`` at 0.1 (as for SFT), 32 traces per step, 600 steps: at W = K = 6,
-L = 5 the student of the converged exact-RLVR teacher (H = 143.03) ends within 1% of it, while SFT
-on golden paths with the same budget ends within 1% of the SFT limit (2966043).
+L = 5 the student of the converged exact-RLVR teacher (H = 143.03) ends about 1% above it, while
+SFT on golden paths with the same budget ends about 1% below the SFT limit (2966043).
 """
 
 from __future__ import annotations

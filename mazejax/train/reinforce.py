@@ -1,4 +1,4 @@
-"""Sampled RLVR by REINFORCE with a leave-one-out baseline (SPEC 4.2; the paper's Fig. 4 setting).
+"""Sampled RLVR by REINFORCE with a leave-one-out baseline (SPEC 4.2).
 
 Each step samples ``num_rollouts`` walks of the current policy with uniformly drawn targets, scores
 them with ``r = 1{hit} - beta * length`` (:mod:`mazejax.train.policy_gradient`) and estimates
