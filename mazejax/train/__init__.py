@@ -1,4 +1,5 @@
-"""Trainers (SPEC 4): exact and sampled SFT, exact-gradient RLVR, the backward-supervision ablation.
+"""Trainers (SPEC 4): exact and sampled SFT, exact-gradient RLVR, REINFORCE, PPO, distillation,
+and the backward-supervision ablation.
 
 Each method comes as ``make_*(static config) -> train(key, hparams, maze, init_logits)``, a pure
 function that runs the whole training in ``lax.scan`` (``x64_jit(jax.vmap(train))`` runs a sweep
@@ -14,6 +15,9 @@ from mazejax.train.ablation import (
     draw_backward_types,
 )
 from mazejax.train.common import TrainResult, masked, record_steps, x64_jit
+from mazejax.train.distill import DistillHParams, distill, make_distill, sample_teacher_transitions, teacher_transitions
+from mazejax.train.ppo import PPOHParams, make_ppo, ppo
+from mazejax.train.reinforce import ReinforceHParams, make_reinforce, reinforce, reinforce_gradient
 from mazejax.train.rlvr import RLVRHParams, make_rlvr_exact, rlvr_exact
 from mazejax.train.sft import (
     SFTHParams,
@@ -31,6 +35,18 @@ from mazejax.train.sft import (
 
 __all__ = [
     "AblationResult",
+    "DistillHParams",
+    "PPOHParams",
+    "ReinforceHParams",
+    "distill",
+    "make_distill",
+    "make_ppo",
+    "make_reinforce",
+    "ppo",
+    "reinforce",
+    "reinforce_gradient",
+    "sample_teacher_transitions",
+    "teacher_transitions",
     "RLVRHParams",
     "SFTHParams",
     "TrainResult",
