@@ -9,6 +9,7 @@ with CSV tables and PNG plots beside it, written as each experiment finishes.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import sys
 import time
@@ -22,7 +23,6 @@ import numpy as np
 from mazejax import exact, reference, report, scaling, simulate, sweep
 from mazejax.maze import Maze
 from mazejax.policy import backtracker_logits, pretrained_logits, sft_limit_logits
-from mazejax.methods import _default
 from mazejax.train import backward_supervision_ablation, rlvr_exact, sft, sft_exact
 from mazejax.train.distill import distill
 from mazejax.train.ppo import ppo
@@ -174,7 +174,8 @@ def distillation(full: bool, out: Path) -> Section:
     teacher = rlvr_exact(maze, 600, 0.01, record_every=600)
     H_teacher = float(teacher.hitting_time[-1])
     student = distill(maze, jax.random.key(0), teacher.logits)
-    control = sft(maze, jax.random.key(0), _default(distill, "steps"), batch_size=_default(distill, "num_traces"))
+    defaults = inspect.signature(distill).parameters  # the control gets the student's budget
+    control = sft(maze, jax.random.key(0), defaults["steps"].default, batch_size=defaults["num_traces"].default)
     H_student, H_control = float(student.hitting_time[-1]), float(control.hitting_time[-1])
     limit = float(reference.sft_limit_hitting_time(6, 6, 5))
     rows = [("teacher (exact RLVR, 600 steps) H", "about 4WK = 144", f"{H_teacher:.6g}", _close(H_teacher, 143, 0.05)),
