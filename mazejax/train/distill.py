@@ -34,7 +34,7 @@ from mazejax.maze import Maze
 from mazejax.policy import probabilities
 from mazejax.train import common
 from mazejax.train import policy_gradient as pg
-from mazejax.train.sft import cross_entropy
+from mazejax.train.sft import fit_transitions
 
 
 @struct.dataclass
@@ -127,25 +127,7 @@ def make_distill(
             traces = sample_teacher_transitions(jax.random.fold_in(key, t), maze, teacher_logits, num_traces, hparams.horizon)
             return traces.astype(dtype)
 
-        def probe(carry):
-            logits = carry[0]
-            return {
-                "hitting_time": common.exact_hitting_time(maze, logits),
-                "loss": cross_entropy(maze, logits.astype(common.F64), population),
-                "types": common.exact_types(maze, logits),
-            }
-
-        def step(carry, t):
-            logits, opt_state = carry
-            grad = jax.grad(cross_entropy, argnums=1)(maze, logits, data(t, logits.dtype))
-            updates, opt_state = tx.update(grad, opt_state, logits)
-            return (optax.apply_updates(logits, updates), opt_state), {}
-
-        (logits, _), records = common.train_loop(
-            step, (init_logits, tx.init(init_logits)), steps=steps, record_every=record_every,
-            probe=probe, measure=lambda carry: {},
-        )
-        return common.result(logits, records, steps, record_every)
+        return fit_transitions(tx, maze, init_logits, population, data, steps, record_every)
 
     return train
 

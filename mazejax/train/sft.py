@@ -193,30 +193,38 @@ def _sft_train(steps: int, record_every: int, optimizer: common.OptimizerFactory
     def train(key: jax.Array, hparams: SFTHParams, maze: Maze, init_logits: jax.Array) -> common.TrainResult:
         _require_chain_layout(maze)
         tx = common.trainable_optimizer(optimizer, hparams.lr, maze)
-        population = golden_transitions(maze, common.F64)
-
-        def probe(carry):
-            logits = carry[0]
-            return {
-                "hitting_time": common.exact_hitting_time(maze, logits),
-                "loss": cross_entropy(maze, logits.astype(common.F64), population),
-                "types": common.exact_types(maze, logits),
-            }
-
-        def step(carry, t):
-            logits, opt_state = carry
-            weights = batch_weights(key, t, maze, logits.dtype)
-            grad = jax.grad(cross_entropy, argnums=1)(maze, logits, weights)
-            updates, opt_state = tx.update(grad, opt_state, logits)
-            return (optax.apply_updates(logits, updates), opt_state), {}
-
-        (logits, _), records = common.train_loop(
-            step, (init_logits, tx.init(init_logits)), steps=steps, record_every=record_every,
-            probe=probe, measure=lambda carry: {},
-        )
-        return common.result(logits, records, steps, record_every)
+        batch = lambda t, dtype: batch_weights(key, t, maze, dtype)  # noqa: E731
+        return fit_transitions(tx, maze, init_logits, golden_transitions(maze, common.F64), batch, steps, record_every)
 
     return train
+
+
+def fit_transitions(tx, maze: Maze, init_logits, population, batch, steps: int, record_every: int) -> common.TrainResult:
+    """Cross-entropy training on transition weights (SFT and distillation share it).
+
+    ``batch(t, dtype)`` gives the weights [S, D] of step ``t``; ``population`` [S, D] the exact
+    data distribution, whose loss is recorded with the exact H and ``a, b, c, d``. Traceable.
+    """
+
+    def probe(carry):
+        logits = carry[0]
+        return {
+            "hitting_time": common.exact_hitting_time(maze, logits),
+            "loss": cross_entropy(maze, logits.astype(common.F64), population),
+            "types": common.exact_types(maze, logits),
+        }
+
+    def step(carry, t):
+        logits, opt_state = carry
+        grad = jax.grad(cross_entropy, argnums=1)(maze, logits, batch(t, logits.dtype))
+        updates, opt_state = tx.update(grad, opt_state, logits)
+        return (optax.apply_updates(logits, updates), opt_state), {}
+
+    (logits, _), records = common.train_loop(
+        step, (init_logits, tx.init(init_logits)), steps=steps, record_every=record_every,
+        probe=probe, measure=lambda carry: {},
+    )
+    return common.result(logits, records, steps, record_every)
 
 
 def make_sft_exact(steps: int, *, record_every: int = 1, optimizer: common.OptimizerFactory = optax.adam):
