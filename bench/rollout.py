@@ -12,14 +12,22 @@ moves. Baselines, all simulating the same walk:
 * ``python``: a per-walk pure-Python loop over alias tables (measured on the smallest batch only;
   its rate does not depend on the batch size).
 
+The JAX stepper is timed twice in the same process: on one device (``jax 1 dev``; XLA's CPU
+backend splits every step over the cores with its intra-op threads) and with the walks split over
+``--devices`` devices (``jax N dev``, ``sample_walks(..., devices=...)``; identical results). On
+the CPU the devices are virtual (``--xla_force_host_platform_device_count``, set here before JAX
+starts, default one per core): each runs its share of the walks without synchronising the cores
+at every move. The ratio columns use the ``N dev`` rate.
+
 JAX timings exclude compilation (reported separately, first call minus a steady call), follow a
 warm-up call, stop after ``block_until_ready`` and are repeated (median, with min-max spread).
 
 Usage::
 
-    python bench/rollout.py            # CPU table
-    python bench/rollout.py --quick    # small batches, fewer repeats
-    python bench/rollout.py --gpu      # the JAX stepper on the GPU (numpy/python stay on the CPU)
+    python bench/rollout.py              # CPU table
+    python bench/rollout.py --quick      # small batches, fewer repeats
+    python bench/rollout.py --devices 1  # one CPU device only
+    python bench/rollout.py --gpu        # the JAX stepper on the GPU(s) (numpy/python stay on the CPU)
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches and fewer repeats")
     parser.add_argument("--gpu", action="store_true", help="run the JAX stepper on a GPU (fails if none)")
+    parser.add_argument(
+        "--devices", type=int, default=None,
+        help="devices to split the walks over (CPU: virtual devices, default one per core; GPU: default all)",
+    )
     parser.add_argument("--horizon", type=int, default=512, help="moves per walk (default 512)")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, quick 2)")
     parser.add_argument(
@@ -56,6 +68,8 @@ def parse_args():
 ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None and not ARGS.gpu:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    count = ARGS.devices or os.cpu_count() or 1
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -166,9 +180,11 @@ def timed(fn, repeats):
     return float(np.median(times)), min(times), max(times), result
 
 
-def bench_jax(maze, logits, num, horizon, repeats):
-    """JAX rate (median, min, max steps/s) and compile seconds."""
-    run = jax.jit(lambda maze, logits, key: jnp.sum(simulate.sample_walks(maze, logits, key, num, horizon).length))
+def bench_jax(maze, logits, num, horizon, repeats, devices=None):
+    """JAX rate (median, min, max steps/s) and compile seconds, the walks split over ``devices``."""
+    run = jax.jit(
+        lambda maze, logits, key: jnp.sum(simulate.sample_walks(maze, logits, key, num, horizon, devices=devices).length)
+    )
     logits = jnp.asarray(logits)
     start = time.perf_counter()
     run(maze, logits, jax.random.key(0)).block_until_ready()
@@ -206,6 +222,9 @@ def fmt_rate(rate, lo, hi):
 def main(args):
     if args.gpu and jax.default_backend() != "gpu":
         sys.exit(f"--gpu: no GPU available (JAX backend is {jax.default_backend()})")
+    devices = jax.local_devices()[: args.devices or None]
+    if args.devices and len(devices) < args.devices:
+        sys.exit(f"--devices {args.devices}: only {len(devices)} device(s) available")
     repeats = args.repeats or (2 if args.quick else 5)
     mazes = args.mazes or ("3,3,2;15,15,5" if args.quick else "3,3,2;6,6,5;15,15,5")
     mazes = [tuple(int(v) for v in triple.split(",")) for triple in mazes.split(";")]
@@ -214,9 +233,9 @@ def main(args):
     horizon = args.horizon
     print(machine_line())
     print(f"base policy, horizon {horizon} moves, uniformly drawn targets; rates in million edge-steps/s, "
-          f"median [min-max] of {repeats} runs")
-    header = (f"{'maze':>10} {'batch':>8} | {'jax':>18} {'compile s':>9} | {'numpy-alias':>18} {'numpy-cdf':>18} "
-              f"{'python':>8} | {'x alias':>7} {'x cdf':>7} {'x python':>8}")
+          f"median [min-max] of {repeats} runs; 'N dev' = walks split over {len(devices)} device(s)")
+    header = (f"{'maze':>10} {'batch':>8} | {'jax 1 dev':>18} {'jax N dev':>18} {'compile s':>9} | {'numpy-alias':>18} "
+              f"{'numpy-cdf':>18} {'python':>8} | {'x alias':>7} {'x cdf':>7} {'x python':>8}")
     print(header)
     print("-" * len(header))
     for W, K, L in mazes:
@@ -225,8 +244,10 @@ def main(args):
         tables = host_tables(maze, logits)
         py_rate = None
         for num in batches:
-            rate, lo, hi, compile_s = bench_jax(maze, logits, num, horizon, repeats)
-            row = f"{f'{W},{K},{L}':>10} {num:>8} | {fmt_rate(rate, lo, hi):>18} {compile_s:9.2f} |"
+            one = bench_jax(maze, logits, num, horizon, repeats)
+            split = bench_jax(maze, logits, num, horizon, repeats, devices) if num % len(devices) == 0 else one
+            rate, lo, hi, compile_s = split
+            row = f"{f'{W},{K},{L}':>10} {num:>8} | {fmt_rate(*one[:3]):>18} {fmt_rate(rate, lo, hi):>18} {compile_s:9.2f} |"
             alias = bench_numpy(tables, num, horizon, repeats, "alias") if num <= args.numpy_limit else None
             cdf = bench_numpy(tables, num, horizon, max(1, repeats // 2), "cdf") if num <= args.cdf_limit else None
             if py_rate is None:

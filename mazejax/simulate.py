@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend.random import threefry_2x32
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mazejax import _checks
 from mazejax import exact as exact_module
@@ -72,6 +73,7 @@ CHUNK = 128
 _UNROLL = 8  # scan unroll inside a chunk (speed only)
 _MAX_INT32 = 2**31 - 1
 SEARCH_MODES = ("aggregate", "mask")
+_AXIS = "rollouts"  # mesh axis of the rollout batch (``devices=``)
 
 
 # ----------------------------------------------------------------------------------------
@@ -148,7 +150,9 @@ class MonteCarlo(NamedTuple):
 # Public API
 
 
-def rollout(maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon: int, search: Optional[str] = None):
+def rollout(
+    maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon: int, search: Optional[str] = None, *, devices=None
+):
     """``num`` rollouts of the policy ``logits`` on ``maze``, each with a uniformly drawn target.
 
     Args:
@@ -160,14 +164,17 @@ def rollout(maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon: in
       horizon: maximum moves (proposals with ``search``) per rollout, 1 <= horizon < 2**31.
       search: None for the plain walk; ``"aggregate"`` or ``"mask"`` for the search scaffold
         (SPEC 4.3, see :func:`search_walks`).
+      devices: None to run on the default device, or a sequence of devices (e.g.
+        ``jax.local_devices()``) to split the rollouts over; ``num`` must be a multiple of their
+        number. The results do not depend on it.
 
     Returns:
       :class:`Walks` (``search`` None) or :class:`SearchWalks`; both have ``.length`` (int32 [num]:
       moves taken, or proposals made with ``search``) and ``.success`` (bool [num]).
     """
     if search is None:
-        return sample_walks(maze, logits, key, num, horizon)
-    return search_walks(maze, logits, key, num, horizon, search)
+        return sample_walks(maze, logits, key, num, horizon, devices=devices)
+    return search_walks(maze, logits, key, num, horizon, search, devices=devices)
 
 
 def sample_walks(
@@ -181,6 +188,7 @@ def sample_walks(
     record: int = 0,
     counts: bool = False,
     weights: Optional[jax.Array] = None,
+    devices=None,
 ) -> Walks:
     """Batched rollouts of the plain walk (module docstring); jit/vmap/scan friendly.
 
@@ -199,11 +207,16 @@ def sample_walks(
       counts: also return move counts [S, D] (static flag).
       weights: float [num] per-rollout weights of ``counts`` (default 1), e.g. advantages for a
         REINFORCE gradient ``sum_i A_i (N_i[s, a] - N_i[s] pi(a | s))``.
+      devices: None, or a sequence of devices to split the rollouts over (``num`` a multiple of
+        their number; see :func:`rollout`). Identical results; e.g. both cores of a CPU run as two
+        XLA devices (``XLA_FLAGS=--xla_force_host_platform_device_count=2``) without the per-move
+        thread synchronisation of one device.
 
     Returns:
       :class:`Walks`. Inside ``jax.jit``, pass ``num``, ``record`` and ``counts`` as Python values.
     """
     num = _checks.positive_int("num", num)
+    mesh = _rollout_mesh(devices, num)
     record = _checks.positive_int("record", record, minimum=0)
     if not isinstance(counts, (bool, np.bool_)):
         raise ValueError(f"counts must be a bool, got {counts!r}")
@@ -221,12 +234,12 @@ def sample_walks(
     tables = _stepper_tables(maze, jnp.asarray(logits))
     return _walks_kernel(
         maze, tables, _key_words(key), jnp.asarray(horizon, jnp.int32), target, weights,
-        num=num, record=record, counts=bool(counts),
+        num=num, record=record, counts=bool(counts), mesh=mesh,
     )
 
 
 def search_walks(
-    maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon, mode: str, *, target=None
+    maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon, mode: str, *, target=None, devices=None
 ) -> SearchWalks:
     """Rollouts under the inference-time search scaffold (paper's Corollary 1, SPEC 4.3).
 
@@ -251,17 +264,19 @@ def search_walks(
     ``mode`` is ``"aggregate"`` or ``"mask"``.
     """
     num = _checks.positive_int("num", num)
+    mesh = _rollout_mesh(devices, num)
     if mode not in SEARCH_MODES:
         raise ValueError(f"search mode must be one of {SEARCH_MODES} (or None for no scaffold), got {mode!r}")
     _check_common(maze, logits, key, horizon)
     target = _target_argument(maze, target, num)
     return _search_kernel(
-        maze, jnp.asarray(logits), _key_words(key), jnp.asarray(horizon, jnp.int32), target, num=num, mode=mode
+        maze, jnp.asarray(logits), _key_words(key), jnp.asarray(horizon, jnp.int32), target,
+        num=num, mode=mode, mesh=mesh,
     )
 
 
 def monte_carlo(
-    maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon: int, search: Optional[str] = None
+    maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon: int, search: Optional[str] = None, *, devices=None
 ) -> MonteCarlo:
     """Monte Carlo mean hitting time of ``num`` rollouts, compared with the exact ``H``.
 
@@ -269,7 +284,7 @@ def monte_carlo(
     is the scaffold's expected cost in proposals, for which no exact solver exists (``exact`` and
     ``z`` are NaN). Arguments as in :func:`rollout`.
     """
-    result = rollout(maze, logits, key, num, horizon, search)
+    result = rollout(maze, logits, key, num, horizon, search, devices=devices)
     length = np.asarray(result.length, np.float64)
     success = np.asarray(result.success)
     mean = float(length.mean())
@@ -320,6 +335,28 @@ def _key_words(key) -> jax.Array:
             "key must be a single threefry PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed))"
         )
     return jnp.asarray(key, jnp.uint32)
+
+
+def _rollout_mesh(devices, num: int) -> Optional[Mesh]:
+    """A one-axis mesh ("rollouts") over ``devices``, or None; checks ``num`` divides evenly."""
+    if devices is None:
+        return None
+    if isinstance(devices, (str, bytes)) or not all(isinstance(d, jax.Device) for d in devices) or not len(devices):
+        raise ValueError(f"devices must be None or a non-empty sequence of jax.Device (e.g. jax.local_devices()), got {devices!r}")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"devices must be distinct, got {list(devices)}")
+    if num % len(devices):
+        raise ValueError(f"num must be a multiple of the number of devices ({len(devices)}), got {num}")
+    return Mesh(np.array(devices), (_AXIS,))
+
+
+def _split(x, mesh: Optional[Mesh], axis: int = 0):
+    """``x`` with its rollout axis split over ``mesh`` (identity when ``mesh`` is None)."""
+    if mesh is None:
+        return x
+    spec = [None] * x.ndim
+    spec[axis] = _AXIS
+    return lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
 
 
 def _target_argument(maze: Maze, target, num: int) -> jax.Array:
@@ -510,12 +547,12 @@ def _targets(maze: Maze, key: jax.Array, given: jax.Array) -> jax.Array:
 # The stepper
 
 
-@functools.partial(jax.jit, static_argnames=("num", "record", "counts"))
-def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, record, counts):
+@functools.partial(jax.jit, static_argnames=("num", "record", "counts", "mesh"))
+def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, record, counts, mesh):
     layout = _layout(maze)
     S, D = layout.states, layout.degree
     alias_entry, successor_code, degree = tables
-    target = _targets(maze, key, given_target)
+    target = _split(_targets(maze, key, given_target), mesh)
     goal = target + 1  # the target code of a state that ends the walk
     shift = 32 - layout.resolution
     frac_mask = jnp.uint32(2**layout.resolution - 1)
@@ -573,9 +610,10 @@ def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, rec
     # Time-major buffer: row 0 holds state 0, chunk c writes rows 1 + c * CHUNK onwards; chunks past
     # ``record`` write into one extra scratch chunk at the end.
     rows = (-(-max(record - 1, 0) // CHUNK) + 1) * CHUNK + 1 if record else 0
-    buffer = jnp.full((rows, num), -1, jnp.int32).at[0].set(0) if record else None
+    buffer = _split(jnp.full((rows, num), -1, jnp.int32).at[0].set(0), mesh, axis=1) if record else None
     tally = jnp.zeros(no_count, jnp.float32) if counts else None
-    carry = (jnp.int32(0), jnp.zeros(num, jnp.int32), jnp.zeros(num, jnp.int32), buffer, tally)
+    zeros = _split(jnp.zeros(num, jnp.int32), mesh)
+    carry = (jnp.int32(0), zeros, zeros, buffer, tally)
     # Whole chunks unmasked (the sink row keeps finished walks in place), then the last partial one.
     whole = horizon // CHUNK
     carry = lax.while_loop(functools.partial(alive, chunks=whole), functools.partial(chunk, partial=False), carry)
@@ -584,8 +622,8 @@ def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, rec
     )
     _, state, length, buffer, tally = carry
     return Walks(
-        length,
-        success=state == S,
+        _split(length, mesh),
+        success=_split(state == S, mesh),
         target=target,
         states=buffer[:record].T if record else None,
         overflow=length >= record if record else None,
@@ -620,17 +658,16 @@ def _direction_classes(maze: Maze) -> jax.Array:
     return jnp.zeros(S, jnp.int32).at[sorted_ids].set(sorted_ids[start])
 
 
-@functools.partial(jax.jit, static_argnames=("num", "mode"))
-def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode):
+@functools.partial(jax.jit, static_argnames=("num", "mode", "mesh"))
+def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode, mesh):
     S, D = maze.capacity.states, maze.capacity.out_degree
     p = probabilities(maze, logits.astype(jnp.float32))
     succ = jnp.asarray(maze.successors).astype(jnp.int32)
     classes = jnp.arange(S, dtype=jnp.int32) if mode == "mask" else _direction_classes(maze)
     successor_class = classes[succ]  # [S, D]
     codes = _target_codes(maze)
-    target = _targets(maze, key, given_target)
+    target = _split(_targets(maze, key, given_target), mesh)
     goal = target + 1
-    rows = jnp.arange(num)
 
     def uniform(word):  # float32 in [0, 1) with 24 bits
         return (word >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
@@ -641,7 +678,7 @@ def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode):
         w = w1 + g
         u_move, u_reject = uniform(_fmix32(w1)), uniform(_fmix32(w))
         prob = p[state]  # [num, D]
-        forbidden = marks[rows[:, None], successor_class[state]] == attempt[:, None]
+        forbidden = jnp.take_along_axis(marks, successor_class[state], axis=1) == attempt[:, None]
         weight = jnp.where(forbidden, 0.0, prob)
         allowed_mass = jnp.sum(weight, axis=1)
         stuck = ~jnp.any(weight > 0, axis=1)
@@ -668,7 +705,7 @@ def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode):
         attempt = attempt + restart
         state = jnp.where(restart, 0, jnp.where(moving, nxt, state))
         mark = jnp.where(moving, classes[nxt], jnp.where(restart, classes[0], S))
-        marks = marks.at[rows, mark].set(attempt, mode="drop")
+        marks = jax.vmap(lambda row, j, a: row.at[j].set(a, mode="drop"))(marks, mark, attempt)
         cost = jnp.where(over, horizon, jnp.where(moving, new_cost, cost))
         return (
             state, cost, done | over | reached, hit | reached, moves + moving, restarts + restart,
@@ -681,8 +718,8 @@ def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode):
         inner, _ = lax.scan(step, inner[:-2] + (w, g), None, length=CHUNK)
         return c + 1, inner
 
-    zeros = jnp.zeros(num, jnp.int32)
-    marks = jnp.full((num, S), -1, jnp.int32).at[:, classes[0]].set(0)
+    zeros = _split(jnp.zeros(num, jnp.int32), mesh)
+    marks = _split(jnp.full((num, S), -1, jnp.int32).at[:, classes[0]].set(0), mesh)
     no = jnp.zeros(num, bool)
     seeds = jnp.zeros(num, jnp.uint32)  # replaced at the start of every chunk
     inner = (zeros, zeros, no, no, zeros, zeros, zeros, marks, seeds, seeds)

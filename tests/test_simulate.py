@@ -2,7 +2,11 @@
 padding, recording, counts, the search scaffold against closed forms and an independent
 pure-Python reference, and argument checks."""
 
+import os
 import random
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -190,6 +194,43 @@ def test_sample_walks_inside_scan_matches_direct_calls():
     for key, length in zip(keys, lengths):
         np.testing.assert_array_equal(np.asarray(length), np.asarray(sample_walks(maze, logits, key, 50, BIG).length))
     assert int(total) == int(np.asarray(lengths).sum())
+
+
+SPLIT_SCRIPT = textwrap.dedent(
+    """
+    import jax, numpy as np, mazejax
+    from mazejax.simulate import sample_walks, search_walks
+    devices = jax.local_devices()
+    assert len(devices) == 2, devices
+    maze = mazejax.Maze(3, 3, 2)
+    logits = mazejax.pretrained_logits(maze)
+    key = jax.random.key(3)
+    for kwargs in ({}, {"record": 40, "counts": True}, {"target": 1}):
+        one = sample_walks(maze, logits, key, 64, 300, **kwargs)
+        split = sample_walks(maze, logits, key, 64, 300, devices=devices, **kwargs)
+        assert split.length.sharding.device_set == set(devices), split.length.sharding
+        for name, a, b in zip(one._fields, one, split):
+            assert (a is None) == (b is None) and (a is None or np.array_equal(a, b)), (kwargs, name)
+    for mode in ("aggregate", "mask"):
+        one = search_walks(maze, logits, key, 64, 3000, mode)
+        split = search_walks(maze, logits, key, 64, 3000, mode, devices=devices)
+        assert all(np.array_equal(a, b) for a, b in zip(one, split)), mode
+    try:
+        sample_walks(maze, logits, key, 63, 300, devices=devices)
+    except ValueError as error:
+        assert "multiple of the number of devices (2)" in str(error), error
+    else:
+        raise AssertionError("num = 63 over 2 devices was accepted")
+    print("ok")
+    """
+)
+
+
+def test_walks_split_over_devices_are_identical():
+    """``devices=``: two virtual CPU devices (a subprocess) give the single-device results."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 
 # ----------------------------------------------------------------------------------------
@@ -456,3 +497,11 @@ def test_invalid_sample_walks_options_raise(no_compile):
         bad = np.asarray(logits).copy()
         bad[0] = -np.inf
         sample_walks(maze, bad, key, 4, 10)
+    with pytest.raises(ValueError, match="devices"):
+        sample_walks(maze, logits, key, 4, 10, devices="all")
+    with pytest.raises(ValueError, match="devices"):
+        rollout(maze, logits, key, 4, 10, devices=[])
+    with pytest.raises(ValueError, match="devices"):
+        rollout(maze, logits, key, 4, 10, devices=jax.local_devices() * 2)
+    with pytest.raises(ValueError, match="devices"):
+        search_walks(maze, logits, key, 4, 10, "mask", devices=[0])
