@@ -17,7 +17,7 @@ backend splits every step over the cores with its intra-op threads) and with the
 ``--devices`` devices (``jax N dev``, ``sample_walks(..., devices=...)``; identical results). On
 the CPU the devices are virtual (``--xla_force_host_platform_device_count``, set here before JAX
 starts, default one per core): each runs its share of the walks without synchronising the cores
-at every move. The ratio columns use the ``N dev`` rate.
+at every move. The ratio columns give both, ``1 dev / N dev``.
 
 JAX timings exclude compilation (reported separately, first call minus a steady call), follow a
 warm-up call, stop after ``block_until_ready`` and are repeated (median, with min-max spread).
@@ -235,7 +235,7 @@ def main(args):
     print(f"base policy, horizon {horizon} moves, uniformly drawn targets; rates in million edge-steps/s, "
           f"median [min-max] of {repeats} runs; 'N dev' = walks split over {len(devices)} device(s)")
     header = (f"{'maze':>10} {'batch':>8} | {'jax 1 dev':>18} {'jax N dev':>18} {'compile s':>9} | {'numpy-alias':>18} "
-              f"{'numpy-cdf':>18} {'python':>8} | {'x alias':>7} {'x cdf':>7} {'x python':>8}")
+              f"{'numpy-cdf':>18} {'python':>8} | {'x alias':>11} {'x cdf':>11} {'x python':>9}")
     print(header)
     print("-" * len(header))
     for W, K, L in mazes:
@@ -256,8 +256,9 @@ def main(args):
                 py_steps = python_walks(tables, py_num, horizon, 0)
                 py_rate = py_steps / (time.perf_counter() - start)
             row += f" {fmt_rate(*alias) if alias else '-':>18} {fmt_rate(*cdf) if cdf else '-':>18} {py_rate / 1e6:8.2f} |"
-            row += f" {rate / alias[0] if alias else float('nan'):7.1f} {rate / cdf[0] if cdf else float('nan'):7.1f}"
-            row += f" {rate / py_rate:8.0f}"
+            for base, width, digits in ((alias, 11, 1), (cdf, 11, 1), ((py_rate,), 9, 0)):
+                ratio = f"{one[0] / base[0]:.{digits}f}/{rate / base[0]:.{digits}f}" if base else "-"
+                row += f" {ratio:>{width}}"
             print(row, flush=True)
 
 

@@ -48,6 +48,14 @@ whatever the horizon (plus ``num * record`` for a state buffer), so horizons of 
 fine. A move is two table lookups (the alias table, then the successor table packed with the
 target code of the successor), one hash and a few integer operations, branch-free; a walk that
 hits its target moves to an absorbing sink row, so finished walks need no masking.
+
+**Devices.** ``devices=`` (:func:`rollout`, :func:`sample_walks`, :func:`search_walks`,
+:func:`monte_carlo`) splits the rollouts over several devices with identical results (rollout
+``i`` still depends only on the key and ``i``). On one CPU device XLA already spreads every step
+over the cores, but synchronises them at each step; starting Python with
+``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` and passing
+``devices=jax.local_devices()`` lets each core run its share of the walks on its own (about 10%
+faster on a 2-core machine, ``bench/rollout.py``).
 """
 
 from __future__ import annotations
