@@ -2,7 +2,7 @@
 
 The numpy baseline is what a user would otherwise write: for each target, one float64 LU solve
 of ``(I - Q) h = 1`` and one of ``(I - Q)^T d = e_s0``, and the gradient by the occupancy formula
-of SPEC 4.2. Both are also scored for accuracy at the SFT limit against SPEC 3's recurrence.
+of docs/model.md §4.2. Both are also scored for accuracy at the SFT limit against docs/model.md §3 recurrence.
 
     python bench/exact.py            # (6,6,5) and (15,15,5)
     python bench/exact.py --quick    # fewer repeats

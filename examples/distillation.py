@@ -1,4 +1,4 @@
-"""Paper's Theorem 5 (SPEC 4.4): distilling the RLVR model's search traces teaches backtracking.
+"""Paper's Theorem 5 (docs/model.md §4.4): distilling the RLVR model's search traces teaches backtracking.
 
 Trains the teacher by exact RLVR (sign ascent, lr 0.01, 600 steps: the converged model), then
 fine-tunes the pretrained model by cross-entropy on
@@ -28,6 +28,8 @@ import mazejax
 from mazejax.train.distill import distill
 from mazejax.train.rlvr import rlvr_exact
 from mazejax.train.sft import sft, sft_limit
+
+jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
 
 
 def write_csv(path: pathlib.Path, step, student, control, teacher: float, limit: float) -> None:
@@ -77,10 +79,10 @@ def main() -> None:
     record_every = next(r for r in range(max(1, args.steps // 100), 0, -1) if args.steps % r == 0)  # ~100 records
     print(f"{maze}, device {jax.devices()[0]}")
     start = time.perf_counter()
-    teacher = rlvr_exact(maze, args.teacher_steps, 0.01, record_every=args.teacher_steps)
+    teacher = rlvr_exact(maze, steps=args.teacher_steps, lr=0.01, record_every=args.teacher_steps)
     H_teacher = float(teacher.hitting_time[-1])
     student = distill(maze, key, teacher.logits, steps=args.steps, num_traces=args.batch, record_every=record_every)
-    control = sft(maze, key, args.steps, batch_size=args.batch, record_every=record_every)
+    control = sft(maze, key, steps=args.steps, batch_size=args.batch, record_every=record_every)
     step, H_student, H_control = (np.asarray(x) for x in (student.step, student.hitting_time, control.hitting_time))
     print(f"wall time (compile + run, teacher included): {time.perf_counter() - start:.1f} s")
 

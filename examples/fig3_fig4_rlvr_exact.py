@@ -3,7 +3,7 @@
 Trains W = K = 15, L = 5 for 600 steps at lr = 0.01 with exact gradients of J = 1 - beta * H and
 records the exact hitting time H and the type probabilities a, b, c, d at every depth after every
 step. Writes rlvr_exact.csv (one row per step) and rlvr_exact.png, and prints H at the steps the
-paper (SPEC 4.2) lists beside its values.
+paper (docs/model.md §4.2) lists beside its values.
 
     python examples/fig3_fig4_rlvr_exact.py --out out/fig3_fig4
 """
@@ -21,7 +21,9 @@ import numpy as np
 import mazejax
 import mazejax.train
 
-#: SPEC 4.2: exact H at W = K = 15, L = 5, lr = 0.01.
+jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
+
+#: docs/model.md §4.2: exact H at W = K = 15, L = 5, lr = 0.01.
 PAPER = {0: 50141, 50: 20239, 100: 8951, 150: 4177, 200: 2172, 300: 1077, 400: 923, 500: 902, 600: 899.44}
 
 
@@ -75,7 +77,7 @@ def main() -> None:
     maze = mazejax.Maze(args.W, args.K, args.L)
     print(f"{maze}, {args.steps} steps of exact sign ascent at lr = {args.lr}, device {jax.devices()[0]}")
     start = time.perf_counter()
-    result = mazejax.train.rlvr_exact(maze, args.steps, args.lr)
+    result = mazejax.train.rlvr_exact(maze, steps=args.steps, lr=args.lr)
     H = np.asarray(result.hitting_time)  # blocks until the run is done
     print(f"wall time (compile + run): {time.perf_counter() - start:.1f} s")
 

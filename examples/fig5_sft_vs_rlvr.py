@@ -8,7 +8,7 @@ Left: exact expected hitting time H at W = 6 for L = 1..5 and K = 1..6 of
 Right: the ablation at W = K = 6, L = 5: mean exact H of the SFT limit with a random fraction p of
 the 2K backward types supervised to continue backwards, over --draws draws per p.
 
-Writes sft_vs_rlvr.csv, ablation.csv and fig5.png to --out and prints both tables (with the SPEC 3
+Writes sft_vs_rlvr.csv, ablation.csv and fig5.png to --out and prints both tables (with the docs/model.md §3
 rows L = 1, 2, 5 beside the SFT limits).
 
     python examples/fig5_sft_vs_rlvr.py --out out/fig5
@@ -27,7 +27,9 @@ import numpy as np
 import mazejax
 import mazejax.train as train
 
-#: SPEC 3: SFT limit at W = 6, by L, for K = 1..6.
+jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
+
+#: docs/model.md §3: SFT limit at W = 6, by L, for K = 1..6.
 SPEC_SFT = {
     1: [73, 315, 1277, 5119, 20481, 81923],
     2: [88, 427.5, 1948.25, 8784.625, 39541.3125, 177939.40625],
@@ -42,14 +44,14 @@ def depth_sweep(W: int, Ks, Ls, steps: int, lr: float) -> dict[str, np.ndarray]:
     init = mazejax.pretrained_logits(mazes)
 
     start = time.perf_counter()
-    sft = train.x64_jit(jax.vmap(lambda maze: mazejax.exact.hitting_time(maze, train.sft_limit(maze))))(mazes)
+    sft = jax.jit(jax.vmap(lambda maze: mazejax.exact.hitting_time(maze, train.sft_limit(maze))))(mazes)
     sft = np.asarray(sft)
     print(f"SFT limits of {len(grid)} mazes: {time.perf_counter() - start:.1f} s (compile + run)")
 
     start = time.perf_counter()
-    rlvr_train = jax.vmap(train.make_rlvr_exact(steps, record_every=steps), in_axes=(None, None, 0, 0))
-    hparams = train.RLVRHParams.create(lr)
-    rlvr = train.x64_jit(rlvr_train)(jax.random.key(0), hparams, mazes, init)
+    rlvr_train = jax.vmap(train.make_rlvr_exact(train.RLVRConfig(steps=steps, record_every=steps)), in_axes=(None, None, 0, 0))
+    hparams = train.RLVRHParams.create(lr=lr)
+    rlvr = jax.jit(rlvr_train)(jax.random.key(0), hparams, mazes, init)
     rlvr = np.asarray(rlvr.hitting_time)[:, -1]
     print(f"RLVR, {steps} exact steps on {len(grid)} padded mazes as one program: "
           f"{time.perf_counter() - start:.1f} s (compile + run)")
@@ -61,7 +63,7 @@ def depth_sweep(W: int, Ks, Ls, steps: int, lr: float) -> dict[str, np.ndarray]:
 
 def print_depth_table(table, Ks, Ls) -> None:
     print("\nExact H at W = 6 (SFT limit | RLVR trained | backtracker 4WK+2W-2K-1)")
-    print(f"{'L':>2} {'K':>2} {'SFT limit':>18} {'SPEC 3':>16} {'RLVR':>10} {'backtracker':>11}")
+    print(f"{'L':>2} {'K':>2} {'SFT limit':>18} {'docs/model.md §3':>16} {'RLVR':>10} {'backtracker':>11}")
     for i, L in enumerate(Ls):
         for j, K in enumerate(Ks):
             spec = SPEC_SFT[L][j] if L in SPEC_SFT else ""

@@ -1,4 +1,4 @@
-"""Sampled RLVR (SPEC 4.2): REINFORCE and PPO over seeds, exact H of the policy along training.
+"""Sampled RLVR (docs/model.md §4.2): REINFORCE and PPO over seeds, exact H of the policy along training.
 
 Runs each method with its default settings (see mazejax.train.reinforce / mazejax.train.ppo) for
 ``--seeds`` seeds as one vmapped program, records the exact expected hitting time H of the policy
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import pathlib
 import time
 
@@ -30,6 +29,8 @@ from mazejax.train import common
 from mazejax.train.ppo import ppo
 from mazejax.train.reinforce import reinforce
 
+jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
+
 METHODS = {"reinforce": reinforce, "ppo": ppo}
 
 
@@ -37,7 +38,7 @@ def run(method, maze, seeds: int, steps: int | None):
     """Exact H [seeds, steps + 1] of ``method`` with default settings, vmapped over seed keys."""
     options = {"record_every": 1} | ({"steps": steps} if steps else {})
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(seeds))
-    train = common.x64_jit(jax.vmap(lambda key: METHODS[method](maze, key, **options).hitting_time))
+    train = jax.jit(jax.vmap(lambda key: METHODS[method](maze, key, **options).hitting_time))
     start = time.perf_counter()
     hitting_time = np.asarray(train(keys))  # blocks until done
     return hitting_time, time.perf_counter() - start
@@ -46,9 +47,9 @@ def run(method, maze, seeds: int, steps: int | None):
 def sampled_moves(method: str, H: np.ndarray) -> float:
     """Upper bound on the moves one seed samples with default settings: walks per step times the
     sum of H over the steps (plus PPO's critic warm-up batches of the initial policy)."""
-    defaults = {name: p.default for name, p in inspect.signature(METHODS[method]).parameters.items()}
-    batches = H[:, :-1].sum(1) + defaults.get("critic_warmup", 0) * H[:, 0]
-    return float(defaults["num_rollouts"] * batches.mean())
+    config = CONFIGS[method]
+    batches = H[:, :-1].sum(1) + getattr(config, "critic_warmup", 0) * H[:, 0]
+    return float(config.num_rollouts * batches.mean())
 
 
 def write_csv(path: pathlib.Path, curves: dict) -> None:

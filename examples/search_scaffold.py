@@ -1,10 +1,10 @@
-"""Inference-time search scaffold (paper's Corollary 1, SPEC 4.3): cost with and without it.
+"""Inference-time search scaffold (paper's Corollary 1, docs/model.md §4.3): cost with and without it.
 
 For the SFT limit and the efficient backtracker, over three sweeps around W = K = 6, L = 5
 (L = 1..8, K = 1..8, W = 2..10), reports
 
 * the expected hitting time without the scaffold (exact, :func:`mazejax.exact.hitting_time`);
-* the scaffold's expected cost in proposals, by Monte Carlo, under both SPEC 4.3 semantics
+* the scaffold's expected cost in proposals, by Monte Carlo, under both docs/model.md §4.3 semantics
   ("aggregate": parallel copies are one state and rejected proposals are redrawn; "mask": copies
   are distinct and visited moves are masked), with standard errors;
 * the closed forms of the aggregate scaffold (:func:`mazejax.reference.scaffold_cost`, derived in
@@ -35,6 +35,8 @@ import numpy as np
 
 import mazejax
 from mazejax import simulate
+
+jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
 
 BASE = (6, 6, 5)
 SWEEPS = {"L": [1, 2, 3, 4, 5, 6, 8], "K": [1, 2, 3, 4, 5, 6, 7, 8], "W": [2, 4, 6, 8, 10]}

@@ -4,7 +4,11 @@
 * ``mazejax table``: exact expected hitting times of the base model, the SFT limit and the
   efficient backtracker over a (W, K, L) grid, with the SFT limit's growth per unit of depth
   beside the theory ``(L + 1)^2 / L``.
-* ``mazejax sweep --config FILE --out DIR``: a grid of training runs (:mod:`mazejax.sweep`).
+* ``mazejax sweep --config FILE --out DIR``: a grid of training runs (:mod:`mazejax.sweep`); writes
+  ``DIR/runs.csv`` and, when it ends, the scaling tables and plots.
+* ``mazejax report DIR``: (re)write the scaling tables and plots of a sweep folder.
+
+The command line enables float64 (``jax_enable_x64``) at start-up: exact analysis needs it.
 """
 
 from __future__ import annotations
@@ -47,13 +51,15 @@ def _table(args) -> int:
         if factors:
             print(f"  W={W:<3} L={L:<3} measured {factors[-1]:.4f}   theory {float(reference.sft_growth_factor(L)):.4f}")
     worst = max(row["max_rel_error"] for row in rows)
-    print(f"\nLargest relative deviation from SPEC 3's closed forms: {worst:.1e} "
+    print(f"\nLargest relative deviation from docs/model.md §3 closed forms: {worst:.1e} "
           f"({len(rows)} mazes, {elapsed:.1f} s including compilation)")
     return 0 if worst <= 1e-9 else 1
 
 
-def _value(text: str):
-    """A --set value: int, float, or string."""
+def _scalar(text: str):
+    """One --set value: bool (true/false), int, float, or string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)
@@ -62,19 +68,17 @@ def _value(text: str):
     return text
 
 
+def _value(text: str):
+    """A --set value; comma-separated values give a list (one run per value)."""
+    parts = [p.strip() for p in text.split(",")]
+    return [_scalar(p) for p in parts] if len(parts) > 1 else _scalar(text)
+
+
 def _sweep_config(args) -> dict:
     """The sweep configuration: the TOML file (if any) overridden by command-line flags."""
-    import tomllib
+    from mazejax.sweep import load_config
 
-    config = {}
-    if args.config:
-        try:
-            with open(args.config, "rb") as f:
-                config = tomllib.load(f)
-        except OSError as error:
-            raise ValueError(f"cannot read --config {args.config}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(f"--config {args.config} is not valid TOML: {error}") from None
+    config = load_config(args.config) if args.config else {}
     for name in ("W", "K", "L"):
         if getattr(args, name) is not None:
             config[name] = getattr(args, name)
@@ -94,6 +98,10 @@ def _sweep_config(args) -> dict:
 def _sweep(args) -> int:
     from mazejax import sweep
 
+    from pathlib import Path
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a file, not a folder; name a folder for the sweep's results")
     spec = sweep.parse_spec(_sweep_config(args))
     if args.coordinator:
         import jax
@@ -101,6 +109,19 @@ def _sweep(args) -> int:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     table = sweep.run_sweep(spec, args.out, progress=not args.quiet, chunk=args.chunk)
     print(f"wrote {table}")
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from mazejax import report
+
+    table = Path(args.folder) / "runs.csv"
+    if not table.is_file():
+        raise ValueError(f"{args.folder} holds no runs.csv (run `mazejax sweep --out {args.folder}` first)")
+    report.write_tables(table, args.folder)
+    print(f"wrote {Path(args.folder) / 'tables'} and {Path(args.folder) / 'plots'}")
     return 0
 
 
@@ -120,20 +141,25 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"comma-separated values (default {','.join(map(str, default))})")
     table.set_defaults(run=_table)
 
-    sweep = commands.add_parser("sweep", help="run a grid of SFT / RLVR runs; writes OUT/runs.csv (resumable)")
+    sweep = commands.add_parser("sweep", help="run a grid of SFT / RLVR runs; writes OUT/runs.csv (resumable), tables, plots")
     sweep.add_argument("--config", help="TOML sweep file (see mazejax.sweep); flags below override it")
     sweep.add_argument("--out", required=True, help="output folder (runs.csv, meta.json)")
     for name in ("W", "K", "L"):
         sweep.add_argument(f"--{name}", type=_int_list, help="comma-separated values")
     sweep.add_argument("--seeds", type=int, help="number of seeds per configuration")
     sweep.add_argument("--methods", help="comma-separated method names")
-    sweep.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE", help="a hyperparameter")
+    sweep.add_argument("--set", action="append", metavar="METHOD.PARAM=VALUE[,VALUE...]",
+                       help="a setting of a method; several comma-separated values run one sweep each")
     sweep.add_argument("--chunk", type=int, help="runs per compiled call (default: from memory_gb)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.add_argument("--coordinator", help="jax.distributed coordinator address HOST:PORT (multi-process)")
     sweep.add_argument("--num-processes", type=int, help="number of processes (with --coordinator)")
     sweep.add_argument("--process-id", type=int, help="this process's index (with --coordinator)")
     sweep.set_defaults(run=_sweep)
+
+    rep = commands.add_parser("report", help="write the scaling tables and plots of a sweep folder")
+    rep.add_argument("folder", help="a sweep's --out folder")
+    rep.set_defaults(run=_report)
 
     repro = commands.add_parser("reproduce", help="measure every claim of the paper; writes OUT/report.md (default)")
     repro.add_argument("--out", default="mazejax-report", help="report folder (default ./mazejax-report)")
@@ -144,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     if not argv:

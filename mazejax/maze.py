@@ -2,7 +2,7 @@
 
 A *state* is a directed edge ``u -> v``; every parallel copy of an edge is its own state. A walk
 starts on a virtual directed edge into the source (``s0 -> f`` in the paper's maze, state 0) and
-moves from ``u -> v`` to any ``v -> w``, the immediate U-turn ``v -> u`` included (SPEC 2).
+moves from ``u -> v`` to any ``v -> w``, the immediate U-turn ``v -> u`` included (docs/model.md §2).
 
 :class:`Maze` is a PyTree. Its leaves are arrays (the successor table padded to the largest
 out-degree with a validity mask, the head node of each state, which states hit which target,
@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mazejax import _checks
+from mazejax import validate
 
-#: State-type codes of ``Maze.state_type`` (SPEC 2.1); -1 marks states without a type.
+#: State-type codes of ``Maze.state_type`` (docs/model.md §2.1); -1 marks states without a type.
 TYPE_NAMES = ("R+", "R-", "L+", "L-")
 R_PLUS, R_MINUS, L_PLUS, L_MINUS = range(4)
 
@@ -113,7 +113,7 @@ class Maze:
       head: int32 [S], head node of each state (-1 for padding); node 0 is the source.
       state_mask: bool [S], real states.
       trainable: bool [S], rows training may change (not fork rows, not single-move rows).
-      state_type: int32 [S], SPEC 2.1 type (0 R+, 1 R-, 2 L+, 3 L-) or -1.
+      state_type: int32 [S], docs/model.md §2.1 type (0 R+, 1 R-, 2 L+, 3 L-) or -1.
       branch, depth: int32 [S], branch index and diamond depth (1-based) or -1.
       forward: int32 [S], 1 if the state moves away from the source along its branch, 0 if
         towards it, -1 if neither (start state, padding, unstructured graphs).
@@ -165,7 +165,7 @@ class Maze:
         The source is the centre ``"c"``, nodes are ``(arm, step)``, the target is the tip
         ``(0, l)`` of arm 0.
         """
-        d, l = _checks.positive_int("d", d), _checks.positive_int("l", l)
+        d, l = validate.positive_int("d", d), validate.positive_int("l", l)
         edges = [
             ("c" if step == 1 else (arm, step - 1), (arm, step))
             for arm in range(d)
@@ -232,18 +232,18 @@ def _paper_sizes(W, K, L, branch_K, diamond_L):
             raise ValueError(f"branch_K must be a sequence of integers >= 1, got {branch_K!r}")
         if len(branch_K) == 0:
             raise ValueError("branch_K must be a non-empty sequence of integers >= 1, got []")
-        branch_K = tuple(_checks.positive_int(f"branch_K[{i}]", k) for i, k in enumerate(branch_K))
-        if W is not None and _checks.positive_int("W", W) != len(branch_K):
+        branch_K = tuple(validate.positive_int(f"branch_K[{i}]", k) for i, k in enumerate(branch_K))
+        if W is not None and validate.positive_int("W", W) != len(branch_K):
             raise ValueError(f"W must equal len(branch_K) = {len(branch_K)}, got {W!r}")
     else:
         if W is None or K is None:
             raise ValueError("give W and K (integers >= 1), or branch_K")
-        W, K = _checks.positive_int("W", W), _checks.positive_int("K", K)
+        W, K = validate.positive_int("W", W), validate.positive_int("K", K)
         branch_K = (K,) * W
     if diamond_L is None:
         if L is None:
             raise ValueError("give L (an integer >= 1) or diamond_L")
-        L = _checks.positive_int("L", L)
+        L = validate.positive_int("L", L)
         return branch_K, tuple((L,) * k for k in branch_K)
     if L is not None:
         raise ValueError("give either L or diamond_L, not both")
@@ -255,7 +255,7 @@ def _paper_sizes(W, K, L, branch_K, diamond_L):
     for i, (row, k) in enumerate(zip(diamond_L, branch_K)):
         if len(row) != k:
             raise ValueError(f"diamond_L[{i}] must have {k} entries (the branch's depth)")
-        rows.append(tuple(_checks.positive_int(f"diamond_L[{i}][{j}]", m) for j, m in enumerate(row)))
+        rows.append(tuple(validate.positive_int(f"diamond_L[{i}][{j}]", m) for j, m in enumerate(row)))
     return branch_K, tuple(rows)
 
 
@@ -441,7 +441,7 @@ def _spider_chains(edges, index, tail, head, target_nodes):
 
 
 def _add_paper_tags(arrays, branch_K):
-    """SPEC 2.1 types and diamond depths of a paper maze (chain links alternate connector/diamond).
+    """docs/model.md §2.1 types and diamond depths of a paper maze (chain links alternate connector/diamond).
 
     Link ``n`` of a branch is a connector for even ``n`` and diamond ``(n + 1) // 2`` for odd ``n``.
     A forward state on link ``n`` heads level ``n + 1``; a backward one heads level ``n``.

@@ -1,8 +1,12 @@
-"""The tabular target-blind policy: logits over (state, move slot) (SPEC 2).
+"""The tabular target-blind policy: logits over (state, move slot) (docs/model.md §2).
 
 ``pi(move | state) = softmax(logits[state, :])`` over the valid move slots; invalid slots have
-logit ``-inf``. Logits are float32 unless a function is asked for another dtype; the analysis
-functions here that report probabilities compute in float64.
+logit ``-inf``. Logits are float32 unless a function is asked for another dtype (float64 logits
+need ``jax_enable_x64``, see :func:`mazejax.validate.require_x64`); :func:`type_probabilities`
+reports float64.
+
+The masked softmax lives here once: :func:`probabilities` and :func:`log_probabilities` are what
+the exact solvers, the samplers and every trainer use.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mazejax import _checks
+from mazejax import validate
+from mazejax.ordered import ordered_sum
 from mazejax.maze import TYPE_NAMES, Maze
 
 
@@ -25,20 +30,43 @@ def probabilities(maze: Maze, logits: jax.Array) -> jax.Array:
     top = jnp.max(masked, axis=-1, keepdims=True)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
     weights = jnp.where(valid, jnp.exp(masked - top), 0.0)
-    total = jnp.sum(weights, axis=-1, keepdims=True)
+    total = ordered_sum(weights, axis=-1, keepdims=True)
     return weights / jnp.where(total > 0, total, 1.0)
+
+
+def log_probabilities(maze: Maze, logits: jax.Array) -> jax.Array:
+    """``log pi(m | s)`` [S, D] on valid moves, 0 elsewhere, in the dtype of ``logits``.
+
+    Gradients are finite everywhere (also where a probability is 0); padded rows are all 0.
+    """
+    valid = jnp.asarray(maze.valid)
+    top = jnp.max(jnp.where(valid, logits, -jnp.inf), axis=-1, keepdims=True)
+    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
+    shifted = jnp.where(valid, logits - top, -jnp.inf)
+    total = ordered_sum(jnp.exp(shifted), axis=-1, keepdims=True)
+    return jnp.where(valid, shifted - jnp.log(jnp.where(total > 0, total, 1.0)), 0.0)
+
+
+def _dtype(dtype, what: str):
+    """``dtype`` as a numpy float dtype; 64-bit dtypes need x64 (else JAX would truncate them)."""
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    if dtype.itemsize == 8:
+        validate.require_x64(f"{what}(dtype={dtype})")
+    return dtype
 
 
 def pretrained_logits(maze: Maze, dtype=jnp.float32) -> jax.Array:
     """The pretrained ("base") model: logit 0 on every valid move, ``-inf`` elsewhere. [S, D]."""
-    with jax.enable_x64(np.dtype(dtype).itemsize == 8):
-        return jnp.where(jnp.asarray(maze.valid), 0.0, -jnp.inf).astype(dtype)
+    dtype = _dtype(dtype, "pretrained_logits")
+    return jnp.where(jnp.asarray(maze.valid), jnp.zeros((), dtype), -jnp.inf).astype(dtype)
 
 
 def continues(maze: Maze) -> jax.Array:
     """bool [S, D]: the move keeps the state's direction of travel along its branch.
 
-    Defined for typed states (SPEC 2.1); for those the "desired" move of each type is exactly the
+    Defined for typed states (docs/model.md §2.1); for those the "desired" move of each type is exactly the
     one that continues (R+ and L+ forward, R- and L- backward).
     """
     forward = jnp.asarray(maze.forward)
@@ -48,7 +76,7 @@ def continues(maze: Maze) -> jax.Array:
 
 def _require_paper_maze(maze: Maze, what: str) -> None:
     """Raise unless ``maze`` is a paper maze (typed states); value checks only on concrete mazes."""
-    if not maze.structured or (not _checks.is_traced(maze.state_type) and not np.any(np.asarray(maze.state_type) >= 0)):
+    if not maze.structured or (not validate.is_traced(maze.state_type) and not np.any(np.asarray(maze.state_type) >= 0)):
         raise ValueError(f"maze must be a paper maze (Maze(W, K, L) or heterogeneous) to use {what}")
 
 
@@ -58,47 +86,47 @@ def _per_depth(maze: Maze, name: str, value) -> None:
     shape = np.shape(value)
     if shape not in ((), (depths,)):
         raise ValueError(f"{name} must be a scalar or an array of shape ({depths},), got shape {shape}")
-    if not _checks.is_traced(value):
+    if not validate.is_traced(value):
         arr = np.asarray(value, dtype=float)
         if not np.all((arr >= 0) & (arr <= 1)):
             raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
 
 
 def typed_logits(maze: Maze, a, b, c, d, dtype=jnp.float32) -> jax.Array:
-    """Logits of the policy with per-depth type probabilities ``a, b, c, d`` (SPEC 2.1). [S, D].
+    """Logits of the policy with per-depth type probabilities ``a, b, c, d`` (docs/model.md §2.1). [S, D].
 
     Each argument is a scalar or an array of shape ``[maze.capacity.depths]`` (depth j at index
     j - 1). A typed state puts probability ``p`` of its type on the moves that continue its
     direction (uniformly over parallel copies) and ``1 - p`` on the others; ``p = 1`` or ``0``
     gives ``-inf`` logits. Untyped states (fork rows, the leaf's incoming edge) stay uniform.
-    Computed in ``dtype`` (float64 runs under ``jax.enable_x64``).
+    Computed in ``dtype``.
     """
     _require_paper_maze(maze, "typed_logits")
+    dtype = _dtype(dtype, "typed_logits")
     for name, value in zip("abcd", (a, b, c, d)):
         _per_depth(maze, name, value)
-    with jax.enable_x64(np.dtype(dtype).itemsize == 8):
-        depths = maze.capacity.depths
-        table = jnp.stack([jnp.broadcast_to(jnp.asarray(p, dtype), (depths,)) for p in (a, b, c, d)])
-        state_type = jnp.asarray(maze.state_type)
-        typed = state_type >= 0
-        p = table[jnp.maximum(state_type, 0), jnp.maximum(jnp.asarray(maze.depth) - 1, 0)][:, None]
-        valid = jnp.asarray(maze.valid)
-        cont = continues(maze)
-        n_cont = jnp.maximum(jnp.sum(cont, axis=1, keepdims=True), 1).astype(dtype)
-        n_other = jnp.maximum(jnp.sum(valid & ~cont, axis=1, keepdims=True), 1).astype(dtype)
-        typed_values = jnp.where(cont, jnp.log(p / n_cont), jnp.log((1 - p) / n_other))
-        logits = jnp.where(typed[:, None], typed_values, 0.0)
-        return jnp.where(valid, logits, -jnp.inf).astype(dtype)
+    depths = maze.capacity.depths
+    table = jnp.stack([jnp.broadcast_to(jnp.asarray(p, dtype), (depths,)) for p in (a, b, c, d)])
+    state_type = jnp.asarray(maze.state_type)
+    typed = state_type >= 0
+    p = table[jnp.maximum(state_type, 0), jnp.maximum(jnp.asarray(maze.depth) - 1, 0)][:, None]
+    valid = jnp.asarray(maze.valid)
+    cont = continues(maze)
+    n_cont = jnp.maximum(jnp.sum(cont, axis=1, keepdims=True), 1).astype(dtype)
+    n_other = jnp.maximum(jnp.sum(valid & ~cont, axis=1, keepdims=True), 1).astype(dtype)
+    typed_values = jnp.where(cont, jnp.log(p / n_cont), jnp.log((1 - p) / n_other))
+    logits = jnp.where(typed[:, None], typed_values, jnp.zeros((), dtype))
+    return jnp.where(valid, logits, -jnp.inf).astype(dtype)
 
 
 def sft_limit_logits(maze: Maze, dtype=jnp.float32) -> jax.Array:
-    """The SFT limit (SPEC 4.1): forward states always continue (``a = c = 1``), backward states
+    """The SFT limit (docs/model.md §4.1): forward states always continue (``a = c = 1``), backward states
     keep the base model's uniform moves (``b = L/(L+1)``, ``d = 1/(L+1)`` per diamond). [S, D]."""
     _require_paper_maze(maze, "sft_limit_logits")
+    dtype = _dtype(dtype, "sft_limit_logits")
     forward_typed = (jnp.asarray(maze.state_type) >= 0) & (jnp.asarray(maze.forward) == 1)
     blocked = forward_typed[:, None] & ~continues(maze)
-    with jax.enable_x64(np.dtype(dtype).itemsize == 8):
-        return jnp.where(jnp.asarray(maze.valid) & ~blocked, 0.0, -jnp.inf).astype(dtype)
+    return jnp.where(jnp.asarray(maze.valid) & ~blocked, jnp.zeros((), dtype), -jnp.inf).astype(dtype)
 
 
 def backtracker_logits(maze: Maze, dtype=jnp.float32) -> jax.Array:
@@ -111,24 +139,25 @@ def type_probabilities(maze: Maze, logits: jax.Array) -> dict[str, jax.Array]:
 
     For each type and depth: the probability of continuing the direction of travel, averaged over
     the parallel copies and the branches that reach that depth. Returns a dict with keys
-    ``"a"``, ``"b"``, ``"c"``, ``"d"``, each float64 [maze.capacity.depths].
+    ``"a"``, ``"b"``, ``"c"``, ``"d"``, each float64 [maze.capacity.depths]. Composes with
+    ``jit`` and ``vmap`` (over stacked paper mazes).
     """
+    validate.require_x64("mazejax.type_probabilities")
     _require_paper_maze(maze, "type_probabilities")
-    _checks.logits_shape(maze, logits)
-    with jax.enable_x64(True):
-        return _type_probabilities(maze, jnp.asarray(logits, jnp.float64))
+    validate.logits_shape(maze, logits)
+    return _type_probabilities(maze, jnp.asarray(logits).astype(jnp.float64))
 
 
 @jax.jit
 def _type_probabilities(maze: Maze, logits: jax.Array) -> dict[str, jax.Array]:
     pi = probabilities(maze, logits)
-    p_cont = jnp.sum(jnp.where(continues(maze), pi, 0.0), axis=1)
+    p_cont = ordered_sum(jnp.where(continues(maze), pi, 0.0), axis=1)
     depths = maze.capacity.depths
     state_type, depth = jnp.asarray(maze.state_type), jnp.asarray(maze.depth)
     out = {}
     for code, key in enumerate("abcd"):
         member = (state_type == code)[None, :] & (depth[None, :] == jnp.arange(1, depths + 1)[:, None])
-        out[key] = jnp.sum(jnp.where(member, p_cont, 0.0), axis=1) / jnp.maximum(jnp.sum(member, axis=1), 1)
+        out[key] = ordered_sum(jnp.where(member, p_cont, 0.0), axis=1) / jnp.maximum(jnp.sum(member, axis=1), 1)
     return out
 
 
@@ -142,6 +171,7 @@ __all__ = [
     "backtracker_logits",
     "sft_limit_logits",
     "continues",
+    "log_probabilities",
     "pretrained_logits",
     "probabilities",
     "trainable_moves",

@@ -1,4 +1,4 @@
-"""Closed-form reference values of SPEC 3, computed exactly with rational arithmetic.
+"""Closed-form reference values of docs/model.md §3, computed exactly with rational arithmetic.
 
 These are independent of the solvers in :mod:`mazejax.exact` and serve as their ground truth.
 Each function returns a :class:`fractions.Fraction` (convert with ``float``).
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from mazejax import _checks
+from mazejax import validate
 
 
 def _sizes(W, K, L):
-    return (_checks.positive_int("W", W), _checks.positive_int("K", K), _checks.positive_int("L", L))
+    return (validate.positive_int("W", W), validate.positive_int("K", K), validate.positive_int("L", L))
 
 
 def base_hitting_time(W: int, K: int, L: int) -> Fraction:
@@ -28,7 +28,7 @@ def backtracker_hitting_time(W: int, K: int, L: int) -> Fraction:
 
 
 def sft_limit_hitting_time(W: int, K: int, L: int) -> Fraction:
-    """SFT limit (``a = c = 1``, ``b = L/(L+1)``, ``d = 1/(L+1)``) by the SPEC 3 recurrence.
+    """SFT limit (``a = c = 1``, ``b = L/(L+1)``, ``d = 1/(L+1)``) by the docs/model.md §3 recurrence.
 
     ``g_1 = 1``, ``f_i = ((L+1)/L) g_i + (2i-1)/L + 1``, ``g_{i+1} = (L+1) f_i + 2iL + 1``,
     ``H = (W-1)(2K+1 + g_{K+1}) + (2K+1)``; ``g`` is the exit time from a wrong leaf to the fork.
@@ -43,18 +43,18 @@ def sft_limit_hitting_time(W: int, K: int, L: int) -> Fraction:
 
 def sft_growth_factor(L: int) -> Fraction:
     """Asymptotic growth of the SFT limit per unit of depth: ``(L + 1)^2 / L``."""
-    L = _checks.positive_int("L", L)
+    L = validate.positive_int("L", L)
     return Fraction((L + 1) ** 2, L)
 
 
 def path_star_hitting_time(d: int, l: int) -> Fraction:
     """Uniform walk from the centre of a path-star (d arms of l edges) to one tip: ``(2d - 1) l^2``."""
-    d, l = _checks.positive_int("d", d), _checks.positive_int("l", l)
+    d, l = validate.positive_int("d", d), validate.positive_int("l", l)
     return Fraction((2 * d - 1) * l * l)
 
 
 def scaffold_cost(W: int, K: int, L: int, policy: str) -> Fraction:
-    """Expected proposals under the "aggregate" search scaffold (SPEC 4.3 (a), Corollary 1).
+    """Expected proposals under the "aggregate" search scaffold (docs/model.md §4.3 (a), Corollary 1).
 
     ``policy`` is ``"backtracker"``: ``(W-1)/2 (4K+3) + 2K+1``, independent of L; or
     ``"sft_limit"``: the same plus ``(W-1)/2 K (L + 1/L)``, linear in L (against

@@ -12,23 +12,22 @@ under ``DIR/plots/``.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
-from mazejax import sweep
+from mazejax.sweep.store import read_runs, write_csv
 
 SFT_METHODS = ("sft_exact", "sft")
-RLVR_METHODS = ("rlvr_exact", "reinforce", "ppo", "distill")
-#: Student t 97.5% quantiles for small degrees of freedom (95% two-sided intervals).
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+RLVR_METHODS = ("rlvr_exact", "rlvr_symmetric", "reinforce", "ppo", "distill")
 
 
 def _t975(dof: int) -> float:
-    return _T975.get(dof, 1.96 + 2.5 / dof)
+    """Student t 97.5% quantile (95% two-sided intervals)."""
+    return float(stats.t.ppf(0.975, dof))
 
 
 def linear_fit(x, y) -> tuple[float, float, float]:
@@ -42,6 +41,27 @@ def linear_fit(x, y) -> tuple[float, float, float]:
     residual = y - (slope * x + intercept)
     stderr = math.sqrt(np.sum(residual**2) / (len(x) - 2) / np.sum((x - x.mean()) ** 2))
     return float(slope), float(intercept), _t975(len(x) - 2) * stderr
+
+
+def label_settings(rows: list[dict]) -> list[dict]:
+    """Rows whose ``method`` names also the settings that vary among that method's rows, e.g.
+    ``reinforce[lr=0.1]``, so every table and plot keeps different hyperparameters apart."""
+    from mazejax.sweep.store import SETTINGS
+
+    varying = defaultdict(list)
+    for method in {r["method"] for r in rows}:
+        mine = [r for r in rows if r["method"] == method]
+        varying[method] = [c for c in SETTINGS if len({r.get(c, "") for r in mine}) > 1]
+    out = []
+    for row in rows:
+        columns = varying[row["method"]]
+        label = row["method"] + ("[" + ", ".join(f"{c}={row[c]}" for c in columns) + "]" if columns else "")
+        out.append({**row, "method": label})
+    return out
+
+
+def _base(method: str) -> str:
+    return method.split("[")[0]
 
 
 def _mean_by(rows, keys, value="hitting_time"):
@@ -65,7 +85,8 @@ def growth_table(rows) -> list[dict]:
             continue
         ks = sorted(by_k)
         slope, _, half = linear_fit(ks, [math.log(by_k[k]) for k in ks])
-        theory = (L + 1) ** 2 / L if method in SFT_METHODS else 1.0 if method in RLVR_METHODS else float("nan")
+        kind = _base(method)
+        theory = (L + 1) ** 2 / L if kind in SFT_METHODS else 1.0 if kind in RLVR_METHODS else float("nan")
         table.append({
             "method": method, "W": W, "L": L, "K": f"{ks[0]}-{ks[-1]}", "growth": math.exp(slope),
             "ci_low": math.exp(slope - half) if np.isfinite(half) else float("nan"),
@@ -78,7 +99,7 @@ def growth_table(rows) -> list[dict]:
 def slope_table(rows, methods, size, label, theory) -> list[dict]:
     """Fit H (or cost) = slope * size(W, K, L) + intercept per method; ``size`` maps a row to x."""
     table = []
-    for method in methods:
+    for method in sorted({r["method"] for r in rows if _base(r["method"]) in methods}):
         mine = [r for r in rows if r["method"] == method]
         value = "mc_mean" if method.startswith("search") else "hitting_time"
         means = _mean_by(mine, ("W", "K", "L"), value)
@@ -95,10 +116,11 @@ def ratio_table(rows) -> list[dict]:
     """H(SFT) / H(RLVR) per (W, K, L) for every SFT and RLVR method present (means over seeds)."""
     means = _mean_by(rows, ("method", "W", "K", "L"))
     sizes = sorted({k[1:] for k in means})
+    labels = sorted({k[0] for k in means})
     table = []
     for size in sizes:
-        for sft in SFT_METHODS:
-            for rl in RLVR_METHODS:
+        for sft in (m for m in labels if _base(m) in SFT_METHODS):
+            for rl in (m for m in labels if _base(m) in RLVR_METHODS):
                 if (sft, *size) in means and (rl, *size) in means:
                     W, K, L = size
                     table.append({"W": W, "K": K, "L": L, "sft": sft, "rlvr": rl,
@@ -114,10 +136,7 @@ def _write(table: list[dict], stem: Path, title: str) -> str:
         stem.with_suffix(".md").write_text(text)
         return text
     columns = list(table[0])
-    with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(table)
+    write_csv(stem.with_suffix(".csv"), table, columns)
 
     def cell(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -131,7 +150,7 @@ def _write(table: list[dict], stem: Path, title: str) -> str:
 
 def write_tables(runs_csv, out) -> str:
     """All scaling tables of a sweep under ``out/tables/``; returns their markdown."""
-    rows = sweep.read_runs(runs_csv)
+    rows = label_settings(read_runs(runs_csv))
     tables = Path(out) / "tables"
     parts = [
         _write(growth_table(rows), tables / "growth_per_depth", "Growth of H per unit of depth (fit of log H against K)"),
@@ -174,7 +193,7 @@ def write_plots(rows, folder: Path) -> list[Path]:
     fig.savefig(folder / "H_vs_K.png", dpi=120)
     written.append(folder / "H_vs_K.png")
     plt.close(fig)
-    rl = [(W * K, H, m) for (m, W, L, K), H in means.items() if m in RLVR_METHODS]
+    rl = [(W * K, H, m) for (m, W, L, K), H in means.items() if _base(m) in RLVR_METHODS]
     if rl:
         fig, ax = plt.subplots(figsize=(6, 4.5))
         for method in sorted({m for *_, m in rl}):

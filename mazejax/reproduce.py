@@ -9,7 +9,6 @@ with CSV tables and PNG plots beside it, written as each experiment finishes.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import sys
 import time
@@ -23,12 +22,10 @@ import numpy as np
 from mazejax import exact, reference, report, scaling, simulate, sweep
 from mazejax.maze import Maze
 from mazejax.policy import backtracker_logits, pretrained_logits, sft_limit_logits
-from mazejax.train import backward_supervision_ablation, rlvr_exact, sft, sft_exact
-from mazejax.train.distill import distill
-from mazejax.train.ppo import ppo
-from mazejax.train.reinforce import reinforce
+from mazejax.sweep.store import write_csv
+from mazejax.train import DistillConfig, backward_supervision_ablation, distill, ppo, reinforce, rlvr_exact, sft, sft_exact
 
-#: SPEC 4.2's exact RLVR trajectory at W = K = 15, L = 5, lr = 0.01.
+#: docs/model.md §4.2 exact RLVR trajectory at W = K = 15, L = 5, lr = 0.01.
 PAPER_RLVR_TRAJECTORY = {0: 50141, 50: 20239, 100: 8951, 150: 4177, 200: 2172, 300: 1077, 400: 923, 500: 902, 600: 899.44}
 
 
@@ -68,12 +65,12 @@ def reference_values(full: bool, out: Path) -> Section:
         maze = Maze(W, K, L)
         H = float(exact.hitting_time(maze, backtracker_logits(maze)))
         rows.append((f"backtracker H, ({W},{K},{L})", f"{paper:g} (about 4WK = {4 * W * K})", f"{H:.10g}", _close(H, paper, 1e-9)))
-    return Section("Reference values (SPEC 3)", "closed forms for the base model and the efficient backtracker", rows)
+    return Section("Reference values (docs/model.md §3)", "closed forms for the base model and the efficient backtracker", rows)
 
 
 def sft_limit_table(full: bool, out: Path) -> Section:
     rows_out = scaling.exact_table([6], list(range(1, 7)), [1, 2, 3, 4, 5])
-    _save_csv(rows_out, out / "fig5_left_sft_limit.csv")
+    write_csv(out / "fig5_left_sft_limit.csv", rows_out)
     rows = []
     for row in rows_out:
         if row["K"] == 6:
@@ -97,7 +94,7 @@ def sft_training(full: bool, out: Path) -> Section:
     L = 5
     maze = Maze(W, K, L)
     steps = 2000 if full else 500
-    result = sft_exact(maze, steps, 0.1, record_every=steps // 10, init_logits=pretrained_logits(maze, jnp.float64))
+    result = sft_exact(maze, steps=steps, lr=0.1, record_every=steps // 10, init_logits=pretrained_logits(maze, jnp.float64))
     types = {k: np.asarray(v[-1]) for k, v in result.types.items()}
     limit = float(reference.sft_limit_hitting_time(W, K, L))
     H = float(result.hitting_time[-1])
@@ -115,11 +112,11 @@ def sft_training(full: bool, out: Path) -> Section:
 
 def rlvr_trajectory(full: bool, out: Path) -> Section:
     maze = Maze(15, 15, 5)
-    result = rlvr_exact(maze, 600, 0.01)
+    result = rlvr_exact(maze, steps=600, lr=0.01)
     H = np.asarray(result.hitting_time)
     types = {k: np.asarray(v) for k, v in result.types.items()}  # [steps + 1, depths]
-    _save_csv([{"step": s, "hitting_time": float(H[s]), **{k: float(v[s].mean()) for k, v in types.items()}}
-               for s in range(len(H))], out / "fig3_rlvr_trajectory.csv")
+    write_csv(out / "fig3_rlvr_trajectory.csv", [{"step": s, "hitting_time": float(H[s]),
+                                                  **{k: float(v[s].mean()) for k, v in types.items()}} for s in range(len(H))])
     rows = [(f"H at step {s}", f"{paper:g}", f"{H[s]:.6g}", _close(H[s], paper, 1e-3))
             for s, paper in PAPER_RLVR_TRAJECTORY.items()]
     final = {k: float(v[-1].min()) for k, v in types.items()}
@@ -134,7 +131,7 @@ def ablation(full: bool, out: Path) -> Section:
     maze = Maze(6, 6, 5)
     result = backward_supervision_ablation(maze, jax.random.key(0), draws=100)
     mean = np.asarray(result.mean_hitting_time)
-    _save_csv([{"p": float(p), "mean_H": float(h)} for p, h in zip(result.fraction, mean)], out / "fig5_right_ablation.csv")
+    write_csv(out / "fig5_right_ablation.csv", [{"p": float(p), "mean_H": float(h)} for p, h in zip(result.fraction, mean)])
     rows = [
         ("H at p = 0", "2.97e6 (SFT limit)", f"{mean[0]:.6g}", _close(mean[0], 2966043.18944, 1e-9)),
         ("H at p = 1", "143", f"{mean[-1]:.6g}", _close(mean[-1], 143, 1e-9)),
@@ -162,7 +159,7 @@ def search_scaffold(full: bool, out: Path) -> Section:
                           "scaffold_mean": mean, "scaffold_stderr": stderr, "scaffold_theory": theory})
             rows.append((f"{policy}, L={L}: scaffold cost (no scaffold: {plain:.4g})", f"{theory:.4g}",
                          f"{mean:.4g} +- {stderr:.2g}", bool(walks.success.all()) and abs(mean - theory) <= 4 * stderr))
-    _save_csv(table, out / "corollary1_search_scaffold.csv")
+    write_csv(out / "corollary1_search_scaffold.csv", table)
     return Section(f"Corollary 1: an inference-time search scaffold (W={W}, K={K}, aggregate semantics, {num} walks)",
                    "with the scaffold the SFT model costs about W*K*L, the RLVR model about W*K (independent of L)",
                    rows, notes="'paper' column: the closed forms of `mazejax.reference.scaffold_cost`; agreement "
@@ -171,11 +168,11 @@ def search_scaffold(full: bool, out: Path) -> Section:
 
 def distillation(full: bool, out: Path) -> Section:
     maze = Maze(6, 6, 5)
-    teacher = rlvr_exact(maze, 600, 0.01, record_every=600)
+    teacher = rlvr_exact(maze, steps=600, lr=0.01, record_every=600)
     H_teacher = float(teacher.hitting_time[-1])
     student = distill(maze, jax.random.key(0), teacher.logits)
-    defaults = inspect.signature(distill).parameters  # the control gets the student's budget
-    control = sft(maze, jax.random.key(0), defaults["steps"].default, batch_size=defaults["num_traces"].default)
+    budget = DistillConfig()  # the control gets the student's budget
+    control = sft(maze, jax.random.key(0), steps=budget.steps, batch_size=budget.num_traces)
     H_student, H_control = float(student.hitting_time[-1]), float(control.hitting_time[-1])
     limit = float(reference.sft_limit_hitting_time(6, 6, 5))
     rows = [("teacher (exact RLVR, 600 steps) H", "about 4WK = 144", f"{H_teacher:.6g}", _close(H_teacher, 143, 0.05)),
@@ -198,7 +195,7 @@ def sampled_rlvr(full: bool, out: Path) -> Section:
         table += [{"method": name, "seed": i, "final_H": float(h)} for i, h in enumerate(H)]
         rows.append((f"{name}, (3,3,2), {seeds} seeds: runs with H <= 1.15 x 35", "most runs",
                      f"{int(np.sum(H <= target))}/{seeds} (median H {np.median(H):.4g})", bool(np.mean(H <= target) >= 0.9)))
-    _save_csv(table, out / "sampled_rlvr.csv")
+    write_csv(out / "sampled_rlvr.csv", table)
     return Section("Sampled RLVR: REINFORCE and PPO with default settings",
                    "outcome reward with a length penalty, from sampled rollouts, also learns to backtrack "
                    "(horizon twice the current H, as the paper's PPO)", rows)
@@ -209,7 +206,7 @@ def heterogeneous(full: bool, out: Path) -> Section:
     base = float(exact.hitting_time(maze, pretrained_logits(maze)))
     sft = float(exact.hitting_time(maze, sft_limit_logits(maze)))
     bt = float(exact.hitting_time(maze, backtracker_logits(maze)))
-    rl = float(rlvr_exact(maze, 600, 0.01, record_every=600).hitting_time[-1])
+    rl = float(rlvr_exact(maze, steps=600, lr=0.01, record_every=600).hitting_time[-1])
     rows = [("base H", "-", f"{base:.6g}", None), ("SFT-limit H", "-", f"{sft:.6g}", None),
             ("backtracker H", "-", f"{bt:.6g}", None),
             ("exact RLVR (600 steps) H", "close to the backtracker", f"{rl:.6g}", _close(rl, bt, 0.05))]
@@ -220,11 +217,11 @@ def heterogeneous(full: bool, out: Path) -> Section:
 def scaling_sweep(full: bool, out: Path) -> Section:
     config = {
         "W": [2, 4, 8] if full else [2, 4], "K": [1, 2, 3, 4, 5, 6] if full else [1, 2, 3, 4], "L": [2, 5],
-        "seeds": 1, "methods": ["base", "sft_exact", "rlvr_exact"],
-        "sft_exact": {"steps": 500}, "rlvr_exact": {"steps": 600},
+        "seeds": 1, "methods": ["base", "sft_exact", "rlvr_symmetric"],
+        "sft_exact": {"steps": 500, "record_every": 10}, "rlvr_symmetric": {"steps": 600, "record_every": 10},
     }
     spec = sweep.parse_spec(config)
-    table = sweep.run_sweep(spec, out / "sweep", progress=False)
+    table = sweep.run_sweep(spec, out / "sweep", progress=False, tables=False)
     markdown = report.write_tables(table, out / "sweep")
     rows = []
     for row in report.growth_table(sweep.read_runs(table)):
@@ -232,7 +229,7 @@ def scaling_sweep(full: bool, out: Path) -> Section:
             rows.append((f"SFT growth per depth, W={row['W']}, L={row['L']}", f"{row['theory']:.3g}",
                          f"{row['growth']:.3g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}]",
                          row["ci_low"] <= row["theory"] * 1.05 and row["ci_high"] >= row["theory"] * 0.95))
-    for row in report.slope_table(sweep.read_runs(table), ("rlvr_exact",), lambda W, K, L: W * K, "W*K", 4.0):
+    for row in report.slope_table(sweep.read_runs(table), ("rlvr_symmetric",), lambda W, K, L: W * K, "W*K", 4.0):
         rows.append(("RLVR slope of H against W*K", "4", f"{row['slope']:.3g} +- {row['ci']:.2g}",
                      abs(row["slope"] - 4) <= max(row["ci"], 0.2)))
     return Section("Scaling sweep: SFT exponential in K, RLVR linear in W*K",
@@ -252,16 +249,6 @@ EXPERIMENTS: dict[str, Callable[[bool, Path], Section]] = {
     "heterogeneous": heterogeneous,
     "scaling": scaling_sweep,
 }
-
-
-def _save_csv(rows: list[dict], path: Path) -> None:
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def reproduce(out, full: bool = False, only: list[str] | None = None, stream=sys.stdout) -> Path:

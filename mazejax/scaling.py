@@ -12,7 +12,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from mazejax import _checks, exact, reference
+from mazejax import validate, exact, reference
 from mazejax.maze import Maze, common_capacity, pad, stack
 from mazejax.policy import backtracker_logits, pretrained_logits, sft_limit_logits
 
@@ -21,23 +21,23 @@ POLICIES = {"base": pretrained_logits, "sft_limit": sft_limit_logits, "backtrack
 
 def exact_table(W_values: Sequence[int], K_values: Sequence[int], L_values: Sequence[int]) -> list[dict]:
     """One row per (W, K, L): exact H of each policy in :data:`POLICIES` (float64, via the solver),
-    the SFT/backtracker ratio and the largest relative deviation from SPEC 3's closed forms."""
+    the SFT/backtracker ratio and the largest relative deviation from docs/model.md §3 closed forms."""
     grids = {}
     for name, values in (("W", W_values), ("K", K_values), ("L", L_values)):
         if len(values) == 0:
             raise ValueError(f"{name} must list at least one integer >= 1")
-        grids[name] = [_checks.positive_int(f"{name}[{i}]", v) for i, v in enumerate(values)]
+        grids[name] = [validate.positive_int(f"{name}[{i}]", v) for i, v in enumerate(values)]
     sizes = list(itertools.product(grids["W"], grids["K"], grids["L"]))
     mazes = [Maze(W, K, L) for W, K, L in sizes]
     capacity = common_capacity(mazes)
     padded = [pad(maze, capacity) for maze in mazes]
     batch = stack(padded)
-    with jax.enable_x64(True):
-        solve = jax.jit(jax.vmap(exact._hitting_time))
-        values = {
-            name: np.asarray(solve(batch, np.stack([make(m, np.float64) for m in padded])))
-            for name, make in POLICIES.items()
-        }
+    validate.require_x64("mazejax.scaling.exact_table")
+    solve = jax.jit(jax.vmap(exact.hitting_time))
+    values = {
+        name: np.asarray(solve(batch, np.stack([make(m, np.float64) for m in padded])))
+        for name, make in POLICIES.items()
+    }
     rows = []
     for i, (W, K, L) in enumerate(sizes):
         closed = {

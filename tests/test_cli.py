@@ -8,7 +8,7 @@ from mazejax import cli, scaling
 def test_table_prints_exact_values(capsys):
     assert cli.main(["table", "--W", "6", "--K", "5,6", "--L", "5"]) == 0
     out = capsys.readouterr().out
-    assert "2966043.189" in out  # SFT limit, SPEC 3
+    assert "2966043.189" in out  # SFT limit, docs/model.md §3
     assert "3337.4" in out and " 143 " in out  # base model and backtracker at (6, 6, 5)
     assert "measured 7.2000   theory 7.2000" in out
 

@@ -1,6 +1,9 @@
-"""Exact analysis against SPEC 3's reference values, independent solvers and the gradient formula."""
+"""Exact analysis against docs/model.md §3 reference values, independent solvers and the gradient formula."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +44,7 @@ def test_backtracker(W, K, L, expected):
     assert float(H) == pytest.approx(expected, rel=1e-12)
 
 
-SFT_TABLE = {  # SPEC 3, W = 6
+SFT_TABLE = {  # docs/model.md §3, W = 6
     1: [73, 315, 1277, 5119, 20481, 81923],
     2: [88, 427.5, 1948.25, 8784.625, 39541.3125, 177939.40625],
     5: [145, 1097.4, 7942.28, 57213.016, 411949.9152, 2966043.18944],
@@ -55,8 +58,7 @@ def test_sft_limit_table():
     capacity = mj.common_capacity(mazes)
     padded = [mj.pad(maze, capacity) for maze in mazes]
     logits = jnp.stack([sft_logits(maze, L) for maze, (_, L) in zip(padded, sizes)])
-    with jax.enable_x64(True):
-        H = jax.jit(jax.vmap(exact._hitting_time))(mj.stack(padded), logits)
+    H = jax.jit(jax.vmap(exact.hitting_time))(mj.stack(padded), logits)
     for h, (K, L) in zip(np.asarray(H), sizes):
         assert h == pytest.approx(SFT_TABLE[L][K - 1], rel=1e-12)
         assert h == pytest.approx(float(reference.sft_limit_hitting_time(6, K, L)), rel=1e-12)
@@ -135,36 +137,56 @@ def test_vmap_over_stacked_mazes():
     mazes = [mj.Maze(2, 2, 2), mj.Maze(3, 3, 1), mj.Maze(branch_K=(1, 3), L=3)]
     batch = mj.stack(mazes)
     logits = jax.vmap(mj.pretrained_logits)(batch)
-    with jax.enable_x64(True):
-        H = jax.jit(jax.vmap(exact._hitting_time))(batch, logits)
+    H = jax.jit(jax.vmap(exact.hitting_time))(batch, logits)
     for h, maze in zip(H, mazes):
         assert float(h) == pytest.approx(float(exact.hitting_time(maze, mj.pretrained_logits(maze))), rel=1e-12)
 
 
-def test_gradient_matches_finite_differences():
+def _central_differences(f, x, entries, eps=1e-5):
+    out = []
+    for s, a in entries:
+        out.append((float(f(x.at[s, a].add(eps))) - float(f(x.at[s, a].add(-eps)))) / (2 * eps))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("make", [lambda: mj.Maze(2, 2, 2), lambda: mj.Maze.from_edges(
+    [("s", "a"), ("a", "b"), ("b", "s"), ("b", "t"), ("a", "t")], "s", ["t", "b"])])
+def test_gradient_matches_finite_differences(make):
+    maze = make()
+    logits = jnp.asarray(random_logits(maze, 3))
+    f = lambda t: exact.hitting_time(maze, t)  # noqa: E731
+    grad = jax.grad(f)(logits)
+    rows, cols = np.nonzero(maze.valid)
+    entries = [(rows[i], cols[i]) for i in np.random.default_rng(0).choice(len(rows), size=8, replace=False)]
+    np.testing.assert_allclose([grad[s, a] for s, a in entries], _central_differences(f, logits, entries),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_forward_mode_and_hessian_agree_with_reverse_mode():
+    """The chain solver's fork level has a custom JVP: jvp, jacfwd and hessian work and agree."""
     maze = mj.Maze(2, 2, 2)
-    with jax.enable_x64(True):
-        logits = jnp.asarray(random_logits(maze, 3))
-        grad = jax.grad(exact._hitting_time, argnums=1)(maze, logits)
-        rng = np.random.default_rng(0)
-        rows, cols = np.nonzero(maze.valid)
-        for i in rng.choice(len(rows), size=8, replace=False):
-            s, a = rows[i], cols[i]
-            eps = 1e-5
-            up = float(exact._hitting_time(maze, logits.at[s, a].add(eps)))
-            down = float(exact._hitting_time(maze, logits.at[s, a].add(-eps)))
-            assert float(grad[s, a]) == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-7)
+    logits = jnp.asarray(random_logits(maze, 4))
+    f = lambda t: exact.hitting_time(maze, t)  # noqa: E731
+    direction = jnp.where(maze.valid, jnp.asarray(np.random.default_rng(1).normal(size=maze.valid.shape)), 0.0)
+    _, tangent = jax.jvp(f, (logits,), (direction,))
+    grad = jax.grad(f)(logits)
+    assert float(tangent) == pytest.approx(float(jnp.sum(grad * direction)), rel=1e-10)
+    np.testing.assert_allclose(jax.jacfwd(f)(logits), grad, rtol=1e-10, atol=1e-12)
+    hessian = jax.hessian(f)(logits)  # [S, D, S, D]
+    rows, cols = np.nonzero(maze.valid)
+    s, a = rows[5], cols[5]
+    column = _central_differences(lambda t: jax.grad(f)(t)[s, a], logits, list(zip(rows, cols)))
+    np.testing.assert_allclose(np.asarray(hessian[s, a])[rows, cols], column, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("make", [lambda: mj.Maze(3, 2, 2), lambda: mj.Maze.from_edges(
     [("s", "a"), ("a", "b"), ("b", "s"), ("b", "t"), ("a", "t")], "s", ["t", "b"])])
 def test_gradient_is_occupancy_times_advantage(make):
-    """SPEC 4.2: dH/dtheta[s,a] = E_x[d_x(s) pi(a|s) (h_x(a) - hbar_x(s))] (so dJ = -beta dH)."""
+    """docs/model.md §4.2: dH/dtheta[s,a] = E_x[d_x(s) pi(a|s) (h_x(a) - hbar_x(s))] (so dJ = -beta dH)."""
     maze = make()
-    with jax.enable_x64(True):
-        logits = jnp.asarray(random_logits(maze, 11))
-        grad = np.asarray(jax.grad(exact._hitting_time, argnums=1)(maze, logits))
-        pi = np.asarray(mj.probabilities(maze, logits))
+    logits = jnp.asarray(random_logits(maze, 11))
+    grad = np.asarray(jax.grad(exact.hitting_time, argnums=1)(maze, logits))
+    pi = np.asarray(mj.probabilities(maze, logits))
     visits = np.asarray(exact.expected_visits(maze, logits))  # [T, S]
     h = np.asarray(exact.hitting_times(maze, logits))  # [T, S]
     h_next = h[:, maze.successors]  # [T, S, D]: hitting time from each move's successor
@@ -189,8 +211,7 @@ def test_missed_target_gives_infinity_not_nan():
     assert np.isposinf(float(exact.dense_hitting_time(maze, trapped)))
     h = np.asarray(exact.hitting_times(maze, trapped))
     assert not np.isnan(h).any()
-    with jax.enable_x64(True):
-        grad = jax.grad(exact._hitting_time, argnums=1)(maze, trapped)
+    grad = jax.grad(exact.hitting_time, argnums=1)(maze, trapped)
     assert not np.isnan(np.asarray(grad)[maze.valid]).any()
 
 
@@ -205,12 +226,87 @@ def test_hit_probability():
     assert float(exact.hit_probability(maze, mj.pretrained_logits(maze), shortest)) > 0.0
 
 
-def test_results_are_float64_without_global_x64():
-    assert not jax.config.jax_enable_x64
+def test_results_are_float64_and_gradients_keep_the_logits_dtype():
     maze = mj.Maze(2, 2, 2)
-    for value in (exact.hitting_time(maze, mj.pretrained_logits(maze)),
-                  exact.expected_visits(maze, mj.pretrained_logits(maze))):
+    base = mj.pretrained_logits(maze)
+    assert base.dtype == jnp.float32
+    for value in (exact.hitting_time(maze, base), exact.expected_visits(maze, base),
+                  exact.symmetric_hitting_time(np.full((4, 2), 0.5), 2, 2)):
         assert value.dtype == jnp.float64
+    assert jax.grad(exact.hitting_time, argnums=1)(maze, base).dtype == jnp.float32
+
+
+def test_symmetric_solver_matches_the_full_solver():
+    """Branch-symmetric policies: the O(K) quotient solver against the chain solver on the full maze."""
+    rng = np.random.default_rng(2)
+    for W, K, L in [(3, 2, 2), (2, 4, 1), (5, 1, 3)]:
+        maze = mj.Maze(W, K, L)
+        p = rng.uniform(0.05, 0.95, size=(4, K))
+        full = exact.hitting_time(maze, mj.typed_logits(maze, *p, dtype=jnp.float64))
+        assert float(exact.symmetric_hitting_time(p, W, K)) == pytest.approx(float(full), rel=1e-11)
+        padded = np.pad(p, ((0, 0), (0, 3)), constant_values=0.5)  # extra depths are ignored
+        assert float(exact.symmetric_hitting_time(padded, W, K, branches=8)) == pytest.approx(float(full), rel=1e-11)
+    for name, probs, W, K, L, expected in [("base", (1 / 6, 5 / 6, 5 / 6, 1 / 6), 6, 6, 5, 3337.4),
+                                           ("SFT limit", (1, 5 / 6, 1, 1 / 6), 6, 6, 5, 2966043.18944),
+                                           ("backtracker", (1, 1, 1, 1), 15, 15, 5, 899)]:
+        P = np.broadcast_to(np.asarray(probs, float)[:, None], (4, K))
+        assert float(exact.symmetric_hitting_time(P, W, K)) == pytest.approx(expected, rel=1e-12), name
+
+
+def test_precision_errors_without_x64_and_public_api_composes(tmp_path):
+    """In a fresh process with JAX's defaults: a clear error first, then (after the README's one
+    line) grad, jit(grad), vmap(grad), jit(vmap(value_and_grad)) equal central differences (float64)
+    and no float64 truncation warning is printed."""
+    script = tmp_path / "user.py"
+    script.write_text(PRECISION_SCRIPT)
+    done = subprocess.run([sys.executable, "-W", "always", str(script)], capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))})
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout
+    assert "truncated" not in done.stderr.lower() and "UserWarning" not in done.stderr, done.stderr
+
+
+PRECISION_SCRIPT = """
+import jax, numpy as np
+import mazejax as mj
+
+maze = mj.Maze(2, 2, 2)
+logits = mj.pretrained_logits(maze)
+try:
+    mj.exact.hitting_time(maze, logits)
+except mj.PrecisionError as error:
+    assert 'jax.config.update("jax_enable_x64", True)' in str(error), error
+else:
+    raise AssertionError("no PrecisionError without x64")
+
+jax.config.update("jax_enable_x64", True)  # the README's one line
+f = lambda t: mj.exact.hitting_time(maze, t)
+rng = np.random.default_rng(0)
+theta = np.where(maze.valid, rng.normal(size=maze.valid.shape), -np.inf)
+thetas = np.stack([theta, np.where(maze.valid, rng.normal(size=maze.valid.shape), -np.inf)])
+
+def differences(t):
+    t = np.asarray(t, np.float64)
+    out = np.zeros_like(t)
+    for s, a in zip(*np.nonzero(maze.valid)):
+        up, down = t.copy(), t.copy()
+        up[s, a] += 1e-6
+        down[s, a] -= 1e-6
+        out[s, a] = (float(f(up)) - float(f(down))) / 2e-6
+    return out
+
+expected = differences(theta)
+valid = np.asarray(maze.valid)
+for name, grad in [("grad", jax.grad(f)(theta)), ("jit(grad)", jax.jit(jax.grad(f))(theta)),
+                   ("vmap(grad)", jax.vmap(jax.grad(f))(thetas)[0]),
+                   ("jit(vmap(value_and_grad))", jax.jit(jax.vmap(jax.value_and_grad(f)))(thetas)[1][0])]:
+    grad = np.asarray(grad, np.float64)
+    scale = np.abs(expected[valid]).max()
+    assert np.allclose(grad[valid], expected[valid], rtol=1e-4, atol=1e-4 * scale), (name, grad, expected)
+value, _ = jax.jit(jax.vmap(jax.value_and_grad(f)))(thetas)
+assert value.dtype == np.float64 and abs(float(value[0]) - float(f(theta))) < 1e-9 * float(value[0])
+print("ok")
+"""
 
 
 @pytest.mark.parametrize(

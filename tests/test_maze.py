@@ -34,7 +34,7 @@ def test_heterogeneous_counts():
 @pytest.mark.parametrize("make", [lambda: mj.Maze(2, 2, 3), lambda: mj.Maze.from_edges(
     [("a", "b"), ("b", "c"), ("c", "a"), ("a", "b"), ("c", "d")], "a", ["d"])])
 def test_successors_are_all_onward_edge_states(make):
-    """Re-derive SPEC 2's moves from the edge list: u->v moves to every v->w, U-turns and copies included."""
+    """Re-derive docs/model.md §2 moves from the edge list: u->v moves to every v->w, U-turns and copies included."""
     maze = make()
     nodes = maze.info["nodes"]
     # States 1 + 2e and 2 + 2e traverse edge e = (u, v) as u -> v and v -> u.

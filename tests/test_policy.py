@@ -20,10 +20,9 @@ def test_base_typed_policy_equals_pretrained():
     W, K, L = 3, 3, 4
     maze = mj.Maze(W, K, L)
     base = mj.typed_logits(maze, 1 / (L + 1), L / (L + 1), L / (L + 1), 1 / (L + 1), dtype=jnp.float64)
-    with jax.enable_x64(True):
-        np.testing.assert_allclose(
-            mj.probabilities(maze, base), mj.probabilities(maze, mj.pretrained_logits(maze, jnp.float64)), atol=1e-15
-        )
+    np.testing.assert_allclose(
+        mj.probabilities(maze, base), mj.probabilities(maze, mj.pretrained_logits(maze, jnp.float64)), atol=1e-15
+    )
     probs = mj.type_probabilities(maze, mj.pretrained_logits(maze))
     for key, value in zip("abcd", (1 / (L + 1), L / (L + 1), L / (L + 1), 1 / (L + 1))):
         np.testing.assert_allclose(probs[key], value, rtol=1e-12)

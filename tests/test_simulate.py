@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import mazejax
-from mazejax import exact, simulate
-from mazejax.simulate import monte_carlo, rollout, sample_walks, search_walks
+from mazejax import exact, monte_carlo
+from mazejax.simulate import alias as alias_tables
+from mazejax.simulate import rollout, sample_walks, scaffold, search_walks, walks
 
 BIG = 10**7  # a horizon no walk here reaches
 
@@ -67,7 +68,7 @@ def test_monte_carlo_mean_matches_exact_hitting_time(case):
 
 @pytest.mark.slow
 def test_sft_limit_walks_of_millions_of_moves():
-    """SPEC 3: the SFT limit at W = K = 6, L = 5 has H = 2966043.18944 (walks of 1e6+ moves)."""
+    """docs/model.md §3: the SFT limit at W = K = 6, L = 5 has H = 2966043.18944 (walks of 1e6+ moves)."""
     maze = mazejax.Maze(6, 6, 5)
     mc = monte_carlo(maze, mazejax.sft_limit_logits(maze), jax.random.key(0), 256, 10**9)
     assert mc.exact == pytest.approx(2966043.18944, rel=1e-9)
@@ -75,7 +76,7 @@ def test_sft_limit_walks_of_millions_of_moves():
 
 
 def test_reference_values_by_simulation():
-    """SPEC 3: base H0 = 275 and backtracker 35 at (3,3,2), via the simulator alone."""
+    """docs/model.md §3: base H0 = 275 and backtracker 35 at (3,3,2), via the simulator alone."""
     maze = mazejax.Maze(3, 3, 2)
     for logits, value in ((mazejax.pretrained_logits(maze), 275.0), (mazejax.backtracker_logits(maze), 35.0)):
         length = np.asarray(rollout(maze, logits, jax.random.key(11), 20_000, BIG).length, np.float64)
@@ -128,8 +129,7 @@ def test_rollout_is_independent_of_batch_size_and_jit():
     np.testing.assert_array_equal(np.asarray(large.length), np.asarray(jitted))
     raw = rollout(maze, logits, jax.random.key_data(key), 2, BIG)  # a raw uint32[2] key
     np.testing.assert_array_equal(np.asarray(small.length), np.asarray(raw.length))
-    with jax.enable_x64(True):  # trainers run under x64: same walks
-        wide = rollout(maze, jnp.asarray(logits, jnp.float64), key, 2, BIG)
+    wide = rollout(maze, jnp.asarray(logits, jnp.float64), key, 2, BIG)  # float64 logits: same walks
     np.testing.assert_array_equal(np.asarray(small.length), np.asarray(wide.length))
     assert len(np.unique(np.asarray(large.length))) > 100  # rollouts differ from each other
 
@@ -188,7 +188,7 @@ def test_sample_walks_inside_scan_matches_direct_calls():
 
     def body(total, key):
         walks = sample_walks(maze, logits, key, 50, jnp.int32(BIG), record=16)
-        return total + jnp.sum(walks.length), walks.length
+        return total + jnp.sum(walks.length, dtype=jnp.int32), walks.length
 
     total, lengths = jax.lax.scan(body, jnp.int32(0), keys)
     for key, length in zip(keys, lengths):
@@ -199,6 +199,7 @@ def test_sample_walks_inside_scan_matches_direct_calls():
 SPLIT_SCRIPT = textwrap.dedent(
     """
     import jax, numpy as np, mazejax
+    jax.config.update("jax_enable_x64", True)
     from mazejax.simulate import sample_walks, search_walks
     devices = jax.local_devices()
     assert len(devices) == 2, devices
@@ -280,8 +281,8 @@ def test_alias_tables_reproduce_the_policy_to_24_bits():
     logits = np.asarray(mazejax.pretrained_logits(maze), np.float32)
     logits = np.where(np.isfinite(logits), rng.normal(0, 4, logits.shape), -np.inf).astype(np.float32)
     logits[5, 1] = -25.0  # a probability of ~1e-11: must stay positive
-    layout = simulate._layout(maze)
-    entry, _, degree = simulate._stepper_tables(maze, jnp.asarray(logits))
+    layout = alias_tables.layout(maze)
+    entry, _, degree = alias_tables.stepper_tables(maze, jnp.asarray(logits))
     entry = np.asarray(entry).reshape(-1, layout.degree)[:-1]
     degree, r = int(degree), layout.resolution
     p = np.asarray(mazejax.probabilities(maze, jnp.asarray(logits, jnp.float32)), np.float64)
@@ -452,8 +453,8 @@ def no_compile(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a kernel was called despite invalid arguments")
 
-    monkeypatch.setattr(simulate, "_walks_kernel", boom)
-    monkeypatch.setattr(simulate, "_search_kernel", boom)
+    monkeypatch.setattr(walks, "_walks_kernel", boom)
+    monkeypatch.setattr(scaffold, "_search_kernel", boom)
 
 
 @pytest.mark.parametrize(

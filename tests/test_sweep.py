@@ -1,4 +1,5 @@
-"""The sweep driver: spec validation, agreement with single runs, resume after SIGKILL, devices, processes."""
+"""The sweep: spec validation, run identity, every method end to end, resume after SIGKILL,
+reproducibility over grids, chunks, devices and processes."""
 
 import csv
 import os
@@ -6,14 +7,17 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
 
 import mazejax as mj
 from mazejax import reference, sweep
-from mazejax.train import rlvr_exact
+from mazejax.sweep import store
 
 CONFIG = """
 W = [2, 3]
@@ -46,9 +50,8 @@ def _finish(process, timeout=300):
 
 
 def _values(path):
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return {(r["method"], r["W"], r["K"], r["L"], r["seed"]): r for r in rows}, len(rows)
+    rows = store.read_rows(path)
+    return {store.row_identity(r): r for r in rows}, len(rows)
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +75,15 @@ def reference_table(config_file, tmp_path_factory):
         ({"methods": ["base", "magic"]}, "unknown method 'magic'"),
         ({"W": []}, "W must be a non-empty list"),
         ({"K": [0]}, r"K\[0\] must be an integer >= 1"),
+        ({"L": [2, 2]}, "L must not repeat"),
         ({"seeds": 0}, "seeds must be an integer >= 1"),
         ({"rlvr_exact": {"lr": -1.0}}, "rlvr_exact.lr must be a finite number > 0"),
+        ({"rlvr_exact": {"lr": [0.1, -1.0]}}, r"rlvr_exact.lr\[1\] must be a finite number > 0"),
+        ({"rlvr_exact": {"lr": []}}, "non-empty list"),
         ({"rlvr_exact": {"steps": 0}}, "rlvr_exact.steps must be an integer >= 1"),
-        ({"rlvr_exact": {"momentum": 0.9}}, "has no hyperparameter 'momentum'"),
+        ({"rlvr_exact": {"steps": 10, "record_every": 3}}, "record_every must divide steps"),
+        ({"rlvr_exact": {"momentum": 0.9}}, "has no setting 'momentum'"),
+        ({"rlvr_exact": {"optimizer": "adamax"}}, "optimizer must be one of"),
         ({"ppo_tables": {}}, "names no method"),
         ({"memory_gb": 1e-6}, "memory_gb = 1e-06 is too small"),
     ],
@@ -86,18 +94,145 @@ def test_invalid_specs_name_the_key(change, match):
         sweep.parse_spec(config)
 
 
-def test_rows_match_single_runs(reference_table):
+def test_rows_match_single_runs_and_carry_every_setting(reference_table):
     rows, count = reference_table
     assert count == 2 * 2 * 2 * 2
-    for (method, W, K, L, _), row in rows.items():
-        if method == "base":
-            expected = float(reference.base_hitting_time(int(W), int(K), int(L)))
-            assert float(row["hitting_time"]) == pytest.approx(expected, rel=1e-12)
+    for row in rows.values():
+        W, K, L = int(row["W"]), int(row["K"]), int(row["L"])
+        assert row["version"] == mj.RESULTS_VERSION
+        if row["method"] == "base":
+            assert float(row["hitting_time"]) == pytest.approx(float(reference.base_hitting_time(W, K, L)), rel=1e-12)
+            assert row["lr"] == "" and row["steps"] == ""
+        else:
+            assert (row["lr"], row["steps"], row["record_every"], row["beta"], row["optimizer"]) == (
+                "0.05", "20", "5", "1.0", "sign_sgd")
     for W, K, L in [(2, 1, 1), (3, 2, 2)]:  # trained runs: one compile each, so two sizes
-        expected = float(rlvr_exact(mj.Maze(W, K, L), 20, 0.05, record_every=5).hitting_time[-1])
-        row = rows[("rlvr_exact", str(W), str(K), str(L), "0")]
-        assert float(row["hitting_time"]) == pytest.approx(expected, rel=1e-9)
-        assert float(row["hitting_time"]) < float(rows[("base", str(W), str(K), str(L), "0")]["hitting_time"])
+        expected = float(mj.train.rlvr_exact(mj.Maze(W, K, L), steps=20, lr=0.05, record_every=5).hitting_time[-1])
+        (row,) = [r for r in rows.values() if r["method"] == "rlvr_exact" and (r["W"], r["K"], r["L"]) == (str(W), str(K), str(L))]
+        assert float(row["hitting_time"]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_other_settings_add_rows_beside_the_old_ones(config_file, reference_table, tmp_path):
+    """Issue: a rerun with lr = 0.5 into the same folder used to keep the lr = 0.05 rows silently."""
+    out = str(tmp_path)
+    small = ["sweep", "--out", out, "--W", "2", "--K", "2", "--L", "2", "--methods", "rlvr_exact", "--quiet",
+             "--set", "rlvr_exact.steps=100"]
+    _finish(_cli(small))
+    _finish(_cli([*small, "--set", "rlvr_exact.lr=0.5"]))
+    rows = store.read_runs(tmp_path / "runs.csv")
+    by_lr = {r["lr"]: r["hitting_time"] for r in rows}
+    assert sorted(by_lr) == ["0.01", "0.5"]
+    assert by_lr["0.01"] == pytest.approx(25.667, rel=1e-4)  # the values quoted in the issue
+    assert by_lr["0.5"] == pytest.approx(15.0, rel=1e-9)  # the backtracker: 4WK + 2W - 2K - 1
+    assert by_lr["0.01"] == float(mj.train.rlvr_exact(mj.Maze(2, 2, 2), steps=100, record_every=100).hitting_time[-1])
+    _finish(_cli([*small, "--set", "rlvr_exact.lr=0.5"]))  # nothing new to run
+    assert len(store.read_rows(tmp_path / "runs.csv")) == 2
+
+
+def test_a_folder_of_another_version_or_a_file_is_refused(tmp_path):
+    (tmp_path / "runs.csv").write_text("W,K,L,method,seed,hitting_time\n2,2,2,rlvr_exact,0,25.6\n")
+    spec = sweep.parse_spec({"W": [2], "K": [2], "L": [2], "methods": ["base"]})
+    with pytest.raises(ValueError, match="another version of mazejax"):
+        sweep.run_sweep(spec, tmp_path, progress=False)
+    a_file = tmp_path / "runs.csv"
+    process = _cli(["sweep", "--out", str(a_file), "--W", "2", "--K", "1", "--L", "1", "--methods", "base"])
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_hyperparameter_lists_run_as_one_program_per_static_setting(tmp_path):
+    config = {"W": [2], "K": [1, 2], "L": [1], "methods": ["rlvr_exact"],
+              "rlvr_exact": {"steps": [4, 8], "record_every": 2, "lr": [0.01, 0.1, 0.3]}}
+    spec = sweep.parse_spec(config)
+    runs = spec.runs()
+    assert len(runs) == 2 * 3 * 2 and len({r.static() for r in runs}) == 2
+    sweep.run_sweep(spec, tmp_path, progress=False, tables=False)
+    rows = store.read_runs(tmp_path / "runs.csv")
+    assert len(rows) == 12
+    meta = (tmp_path / "meta.json").read_text()
+    assert meta.count('"method": "rlvr_exact"') == 2  # two compiled groups, six runs each
+    for row in rows[::5]:
+        single = mj.train.rlvr_exact(mj.Maze(row["W"], row["K"], row["L"]), steps=int(row["steps"]),
+                                     lr=float(row["lr"]), record_every=2)
+        assert row["hitting_time"] == float(single.hitting_time[-1])
+
+
+# ----------------------------------------------------------------------------------------
+# Every method end to end, on a tiny grid, against independent values
+
+TINY = {
+    "W": [2, 3], "K": [1, 2], "L": [2], "seeds": 1,
+    "methods": ["base", "sft_exact", "sft", "rlvr_exact", "rlvr_symmetric", "reinforce", "ppo", "distill",
+                "search_sft", "search_rlvr"],
+    "sft_exact": {"steps": 60, "record_every": 20},
+    "sft": {"steps": 60, "record_every": 20, "batch_size": 8},
+    "rlvr_exact": {"steps": 40, "record_every": 20, "lr": 0.05},
+    "rlvr_symmetric": {"steps": 40, "record_every": 20, "lr": 0.05},
+    "reinforce": {"steps": 20, "record_every": 10, "num_rollouts": 16, "eval_rollouts": 400},
+    "ppo": {"steps": 6, "record_every": 3, "num_rollouts": 16, "critic_warmup": 2, "eval_rollouts": 400},
+    "distill": {"steps": 20, "record_every": 10, "num_traces": 8, "teacher_steps": 40, "teacher_lr": 0.05,
+                "eval_rollouts": 400},
+    "search_sft": {"rollouts": 400},
+    "search_rlvr": {"rollouts": 400},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_rows(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    sweep.run_sweep(sweep.parse_spec(TINY), out, progress=False)
+    return {(r["method"], r["W"], r["K"]): r for r in store.read_runs(out / "runs.csv")}, out
+
+
+def test_every_method_runs_end_to_end_with_values_that_can_be_checked(tiny_rows):
+    rows, out = tiny_rows
+    assert len(rows) == 10 * 4
+    assert (out / "tables" / "growth_per_depth.md").exists()
+    for W, K in [(2, 1), (2, 2), (3, 1), (3, 2)]:
+        L = 2
+        base = float(reference.base_hitting_time(W, K, L))
+        sft_limit = float(reference.sft_limit_hitting_time(W, K, L))
+        backtracker = float(reference.backtracker_hitting_time(W, K, L))
+        row = lambda method: rows[(method, W, K)]  # noqa: E731
+        assert row("base")["hitting_time"] == pytest.approx(base, rel=1e-12)
+        # SFT climbs from the base value towards the SFT limit (Thm 2): b, d never move
+        for method in ("sft_exact", "sft"):
+            assert base < row(method)["hitting_time"] < sft_limit
+            assert row(method)["b"] == pytest.approx(L / (L + 1), abs=1e-12)
+            assert row(method)["d"] == pytest.approx(1 / (L + 1), abs=1e-12)
+        single = mj.train.sft_exact(mj.Maze(W, K, L), steps=60, record_every=20)
+        assert row("sft_exact")["hitting_time"] == float(single.hitting_time[-1])
+        # exact RLVR: both solvers give the same trajectory; 40 steps of 0.05 get close to the backtracker
+        assert row("rlvr_symmetric")["hitting_time"] == pytest.approx(row("rlvr_exact")["hitting_time"], rel=1e-12)
+        single = mj.train.rlvr_exact(mj.Maze(W, K, L), steps=40, record_every=20, lr=0.05)
+        assert row("rlvr_exact")["hitting_time"] == float(single.hitting_time[-1])
+        assert backtracker <= row("rlvr_exact")["hitting_time"] < 1.1 * backtracker
+        # sampled methods: the Monte Carlo mean of the trained policy agrees with its exact H
+        for method in ("reinforce", "ppo", "distill"):
+            r = row(method)
+            assert r["success_rate"] == 1.0
+            assert abs(r["mc_mean"] - r["hitting_time"]) <= 4.5 * r["mc_stderr"], (method, r)
+            assert r["hitting_time"] < base
+        # the search scaffold against its closed forms (Corollary 1)
+        for method, policy in (("search_sft", "sft_limit"), ("search_rlvr", "backtracker")):
+            r = row(method)
+            expected = float(reference.scaffold_cost(W, K, L, policy))
+            assert abs(r["mc_mean"] - expected) <= 4.5 * r["mc_stderr"], (method, r, expected)
+
+
+def test_sampled_rows_equal_single_runs_on_unpadded_mazes(tiny_rows):
+    """A sweep row of a sampled method is the one-run trainer on the unpadded maze with the run's key."""
+    rows, _ = tiny_rows
+    W, K, L = 2, 1, 2
+    spec = sweep.parse_spec(TINY)
+    (run,) = [r for r in spec.runs() if r.method == "reinforce" and r.size == (W, K, L)]
+    train_key, _ = jax.random.split(sweep.run_key(spec.key, "reinforce", W, K, L, 0))
+    single = mj.train.reinforce(mj.Maze(W, K, L), train_key, steps=20, record_every=10, num_rollouts=16)
+    assert rows[("reinforce", W, K)]["hitting_time"] == float(single.hitting_time[-1])
+
+
+# ----------------------------------------------------------------------------------------
+# Resume, devices, processes
 
 
 def test_resume_after_sigkill(config_file, reference_table, tmp_path):
@@ -117,13 +252,6 @@ def test_resume_after_sigkill(config_file, reference_table, tmp_path):
     assert values == reference_table[0]
 
 
-def test_four_devices_give_identical_values(config_file, reference_table, tmp_path):
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    _finish(_cli(["sweep", "--config", str(config_file), "--out", str(tmp_path), "--quiet"], env=env))
-    assert _values(tmp_path / "runs.csv")[0] == reference_table[0]
-    assert "cpu:3" in (tmp_path / "meta.json").read_text().replace("CpuDevice(id=3)", "cpu:3")
-
-
 def test_two_processes_merge_into_the_same_table(config_file, reference_table, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -135,3 +263,49 @@ def test_two_processes_merge_into_the_same_table(config_file, reference_table, t
         _finish(process)
     assert _values(tmp_path / "runs.csv")[0] == reference_table[0]
     assert not list(Path(tmp_path).glob("runs.part*.csv"))
+
+
+REPRODUCIBLE = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    from mazejax import sweep
+    from mazejax.sweep import store
+
+    tiny = json.loads(sys.argv[1])
+    out = sys.argv[2]
+    devices = jax.local_devices()
+    assert len(devices) == 4, devices
+    small = {**tiny, "W": [2], "K": [1]}
+    big = {**tiny, "W": [2, 3], "K": [1, 2]}
+    layouts = {
+        "small grid, 1 device, chunk 1": (small, devices[:1], 1),
+        "small grid, 4 devices, chunk 4": (small, devices, 4),
+        "big grid, 4 devices, chunk 8": (big, devices, 8),
+        "big grid, 1 device, chunk 3": (big, devices[:1], 3),
+    }
+    tables = {}
+    for name, (config, devs, chunk) in layouts.items():
+        folder = f"{out}/{len(tables)}"
+        sweep.run_sweep(sweep.parse_spec(config), folder, progress=False, chunk=chunk, devices=devs, tables=False)
+        tables[name] = {store.row_identity(r): r for r in store.read_rows(f"{folder}/runs.csv")}
+    first = tables["small grid, 1 device, chunk 1"]
+    assert len(first) == len(tiny["methods"])
+    for name, table in tables.items():
+        for ident, row in first.items():
+            assert table[ident] == row, (name, ident[0], {k: (v, table[ident][k]) for k, v in row.items() if table[ident][k] != v})
+    print("ok")
+    """
+)
+
+
+def test_rows_are_bit_identical_whatever_the_grid_chunk_and_devices(tmp_path):
+    """Every method: the (2, 1, 2) rows of a 1-maze grid on 1 device in chunks of 1 equal those of a
+    4-maze grid (larger padding) on 4 devices in chunks of 8, and the other combinations."""
+    import json
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", REPRODUCIBLE, json.dumps(TINY), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-5000:]

@@ -5,13 +5,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import mazejax
 import mazejax.train as tr
 from mazejax import exact
-from mazejax.train import common
+from mazejax.train import base
 
 
 def backtracker_h(W, K):
@@ -19,7 +18,7 @@ def backtracker_h(W, K):
 
 
 def sft_limit_h(W, K, L):
-    """SPEC 3 recurrence for the SFT limit (independent of the solver)."""
+    """docs/model.md §3 recurrence for the SFT limit (independent of the solver)."""
     g = 1.0
     for i in range(1, K + 1):
         f = (L + 1) / L * g + (2 * i - 1) / L + 1
@@ -42,7 +41,7 @@ def maze665():
 
 
 def test_rlvr_small_trajectory_reaches_backtracker(maze332):
-    result = tr.rlvr_exact(maze332, 300, 0.05)
+    result = tr.rlvr_exact(maze332, steps=300, lr=0.05)
     H = np.asarray(result.hitting_time)
     assert result.hitting_time.dtype == jnp.float64 and H.shape == (301,)
     np.testing.assert_array_equal(np.asarray(result.step), np.arange(301))
@@ -60,7 +59,7 @@ def test_rlvr_small_trajectory_reaches_backtracker(maze332):
 
 
 def test_rlvr_step_follows_sign_of_paper_gradient(maze332):
-    """One step moves every trainable logit by exactly lr along sign(dJ) of SPEC 4.2's formula."""
+    """One step moves every trainable logit by exactly lr along sign(dJ) of docs/model.md §4.2 formula."""
     maze = maze332
     valid = np.asarray(maze.valid)
     rng = np.random.default_rng(0)
@@ -69,12 +68,11 @@ def test_rlvr_step_follows_sign_of_paper_gradient(maze332):
     # dJ/dtheta[s, a] = beta * E_x[d_x(s) pi(a|s) (hbar_x(s) - h_x(a))], h_x(a) = 1 + h_x(next state)
     visits = np.asarray(exact.expected_visits(maze, init))  # [T, S]
     h = np.asarray(exact.hitting_times(maze, init))  # [T, S]
-    with jax.enable_x64(True):
-        pi = np.asarray(mazejax.probabilities(maze, jnp.asarray(init, jnp.float64)))
+    pi = np.asarray(mazejax.probabilities(maze, jnp.asarray(init, jnp.float64)))
     q = 1.0 + h[:, np.asarray(maze.successors)]  # [T, S, D]
     hbar = np.sum(np.where(valid, pi * q, 0.0), axis=-1, keepdims=True)
     grad_j = beta * np.mean(visits[:, :, None] * pi * np.where(valid, hbar - q, 0.0), axis=0)
-    result = tr.rlvr_exact(maze, 1, lr, beta=beta, init_logits=init)
+    result = tr.rlvr_exact(maze, steps=1, lr=lr, beta=beta, init_logits=init)
     trainable = np.asarray(mazejax.trainable_moves(maze))
     assert np.all(grad_j[trainable] != 0)
     expected = init[trainable] + np.float32(lr) * np.sign(grad_j[trainable]).astype(np.float32)
@@ -85,12 +83,12 @@ def test_rlvr_step_follows_sign_of_paper_gradient(maze332):
 
 def test_rlvr_keeps_infinite_logits_and_zero_beta_freezes(maze332):
     init = mazejax.typed_logits(maze332, 1.0, 0.5, 0.5, 0.5)  # R+ rows: -inf off the forward move
-    result = tr.rlvr_exact(maze332, 1, 0.01, init_logits=init)
+    result = tr.rlvr_exact(maze332, steps=1, init_logits=init)
     logits, init = np.asarray(result.logits), np.asarray(init)
     np.testing.assert_array_equal(np.isneginf(logits), np.isneginf(init))
     assert not np.any(np.isnan(logits))
     assert result.hitting_time.shape == (2,) and np.asarray(result.hitting_time)[1] < np.asarray(result.hitting_time)[0]
-    frozen = tr.rlvr_exact(maze332, 1, 0.01, beta=0.0, init_logits=init)
+    frozen = tr.rlvr_exact(maze332, steps=1, beta=0.0, init_logits=init)
     np.testing.assert_array_equal(np.asarray(frozen.logits), init)
 
 
@@ -100,18 +98,18 @@ def test_rlvr_vmaps_over_learning_rates_and_stacked_mazes_compiling_once():
     steps = 1  # the one-run functions for this config are compiled by the tests above
     stacked = mazejax.stack(mazes)
     init = mazejax.pretrained_logits(stacked)
-    hparams = tr.RLVRHParams.create(lrs, beta=np.ones(3))
+    hparams = tr.RLVRHParams.create(lr=lrs, beta=np.ones(3))
     chex.clear_trace_counter()
-    train = chex.assert_max_traces(tr.make_rlvr_exact(steps), n=1)
+    train = chex.assert_max_traces(tr.make_rlvr_exact(tr.RLVRConfig(steps=steps)), n=1)
     over_lr = jax.vmap(train, in_axes=(None, 0, None, None))
-    sweep_fn = tr.x64_jit(jax.vmap(over_lr, in_axes=(None, None, 0, 0)))
+    sweep_fn = jax.jit(jax.vmap(over_lr, in_axes=(None, None, 0, 0)))
     sweep = sweep_fn(jax.random.key(0), hparams, stacked, init)
     assert sweep.hitting_time.shape == (2, 3, steps + 1)
     for i, maze in enumerate(mazes):
         S, D = maze.capacity.states, maze.capacity.out_degree
         depths = maze.capacity.depths
         for j, lr in enumerate(lrs):
-            single = tr.rlvr_exact(maze, steps, float(lr))
+            single = tr.rlvr_exact(maze, steps=steps, lr=float(lr))
             np.testing.assert_allclose(np.asarray(sweep.hitting_time[i, j]), np.asarray(single.hitting_time), rtol=1e-12)
             np.testing.assert_array_equal(np.asarray(sweep.logits[i, j, :S, :D]), np.asarray(single.logits))
             for name in "abcd":
@@ -120,23 +118,38 @@ def test_rlvr_vmaps_over_learning_rates_and_stacked_mazes_compiling_once():
                 )
     # new hyperparameter values and new mazes of the same capacity reuse the compiled sweep
     swapped = mazejax.stack([mazejax.pad(mazejax.Maze(2, 3, 2), stacked.capacity), mazes[1]])
-    sweep_fn(jax.random.key(1), tr.RLVRHParams.create(2 * lrs, beta=np.full(3, 0.5)), swapped, init)
+    sweep_fn(jax.random.key(1), tr.RLVRHParams.create(lr=2 * lrs, beta=np.full(3, 0.5)), swapped, init)
     # the one-run function does not recompile for new hyperparameter values
-    compiled = common.compiled(tr.make_rlvr_exact, steps, record_every=1, optimizer=optax.sign_sgd).__wrapped__
+    compiled = base._compiled(tr.make_rlvr_exact, tr.RLVRConfig(steps=steps))
     size = compiled._cache_size()
-    tr.rlvr_exact(mazes[1], steps, 0.5, beta=3.0)
+    tr.rlvr_exact(mazes[1], steps=steps, lr=0.5, beta=3.0)
     assert compiled._cache_size() == size
 
 
 @pytest.mark.slow
 def test_rlvr_paper_trajectory_w15_k15_l5():
     reference = {0: 50141, 50: 20239, 100: 8951, 150: 4177, 200: 2172, 300: 1077, 400: 923, 500: 902, 600: 899.44}
-    result = tr.rlvr_exact(mazejax.Maze(15, 15, 5), 600, 0.01)
+    result = tr.rlvr_exact(mazejax.Maze(15, 15, 5), steps=600, lr=0.01)
     H = np.asarray(result.hitting_time)
     for step, value in reference.items():
         assert H[step] == pytest.approx(value, rel=1e-3), step
     for name in "abcd":
         assert np.all(np.asarray(result.types[name])[-1] > 0.9999)
+
+
+def test_symmetric_trajectory_equals_the_full_trainer_on_a_padded_maze():
+    """The fast path (O(K) per step) reaches bit for bit the full trainer's logits, also padded."""
+    W, K, L, steps = 3, 3, 2, 120
+    maze = mazejax.Maze(W, K, L)
+    full = tr.rlvr_exact(maze, steps=steps)
+    padded = mazejax.pad(maze, mazejax.Maze(4, 4, 3).capacity)
+    train = jax.jit(tr.make_rlvr_symmetric(tr.RLVRSymmetricConfig(steps=steps)))
+    fast = train(jax.random.key(0), tr.RLVRHParams.create(), padded, mazejax.pretrained_logits(padded))
+    np.testing.assert_allclose(fast.hitting_time, full.hitting_time, rtol=1e-12)
+    S, D = maze.capacity.states, maze.capacity.out_degree
+    np.testing.assert_array_equal(np.asarray(fast.logits)[:S, :D], full.logits)
+    np.testing.assert_allclose(np.asarray(fast.types["a"])[:, :K], full.types["a"], rtol=1e-12)
+    np.testing.assert_array_equal(tr.rlvr_symmetric(maze, steps=steps).logits, full.logits)
 
 
 # ----------------------------------------------------------------------------------------
@@ -170,8 +183,7 @@ def enumerate_golden_transitions(maze):
     ids=["2-2-2", "heterogeneous"],
 )
 def test_golden_transitions_match_enumerated_shortest_paths(maze):
-    with jax.enable_x64(True):
-        weights = np.asarray(jax.jit(tr.golden_transitions, static_argnums=1)(maze, jnp.float64))
+    weights = np.asarray(jax.jit(tr.golden_transitions, static_argnums=1)(maze, jnp.float64))
     np.testing.assert_allclose(weights, enumerate_golden_transitions(maze), atol=1e-15)
     assert weights.sum() == pytest.approx(1.0, rel=1e-14)
 
@@ -204,7 +216,7 @@ def test_sft_limit_matches_spec(maze332, maze665):
 
 def test_sft_exact_trains_forward_types_only(maze332):
     W, K, L = 3, 3, 2
-    result = tr.sft_exact(maze332, 300, 0.1)
+    result = tr.sft_exact(maze332, steps=300, lr=0.1)
     H, loss = np.asarray(result.hitting_time), np.asarray(result.loss)
     types = {name: np.asarray(v) for name, v in result.types.items()}
     assert H.shape == (301,) and H[0] == pytest.approx(275.0, rel=1e-12)
@@ -227,12 +239,12 @@ def test_sft_exact_trains_forward_types_only(maze332):
 
 def test_sampled_sft_vmaps_over_keys(maze332):
     keys = jax.random.split(jax.random.key(3), 2)
-    train = tr.make_sft(40, 8, record_every=20)
-    hparams = tr.SFTHParams.create(0.1)
+    train = tr.make_sft(tr.SFTConfig(steps=40, batch_size=8, record_every=20))
+    hparams = tr.SFTHParams.create(lr=0.1)
     init = mazejax.pretrained_logits(maze332)
-    batch = tr.x64_jit(jax.vmap(train, in_axes=(0, None, None, None)))(keys, hparams, maze332, init)
+    batch = jax.jit(jax.vmap(train, in_axes=(0, None, None, None)))(keys, hparams, maze332, init)
     for i in range(2):
-        single = tr.sft(maze332, keys[i], 40, 0.1, batch_size=8, record_every=20)
+        single = tr.sft(maze332, keys[i], steps=40, lr=0.1, batch_size=8, record_every=20)
         np.testing.assert_allclose(np.asarray(batch.logits[i]), np.asarray(single.logits), rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(np.asarray(batch.hitting_time[i]), np.asarray(single.hitting_time), rtol=1e-6)
         H = np.asarray(single.hitting_time)
@@ -274,22 +286,25 @@ def test_backward_supervision_ablation(maze665):
 def test_invalid_arguments_raise_before_compiling(maze332):
     cycle = mazejax.Maze.from_edges([(0, 1), (1, 2), (2, 0), (2, 3)], 0, [3])
     cases = [
-        (lambda: tr.rlvr_exact(maze332, 10, 0.0), "lr"),
-        (lambda: tr.rlvr_exact(maze332, 10, -0.1), "lr"),
-        (lambda: tr.rlvr_exact(maze332, 10, float("nan")), "lr"),
-        (lambda: tr.rlvr_exact(maze332, 10, [0.1, 0.2]), "lr"),
-        (lambda: tr.rlvr_exact(maze332, 0, 0.01), "steps"),
-        (lambda: tr.rlvr_exact(maze332, 2.5, 0.01), "steps"),
-        (lambda: tr.rlvr_exact(maze332, 10, 0.01, beta=-1.0), "beta"),
-        (lambda: tr.rlvr_exact(maze332, 10, 0.01, record_every=3), "record_every"),
-        (lambda: tr.rlvr_exact(maze332, 10, 0.01, init_logits=np.zeros((3, 3))), "logits"),
-        (lambda: tr.make_rlvr_exact(0), "steps"),
-        (lambda: tr.RLVRHParams.create([0.1, -0.1]), "lr"),
-        (lambda: tr.SFTHParams.create(0.0), "lr"),
-        (lambda: tr.sft_exact(maze332, 10, lr=-1.0), "lr"),
-        (lambda: tr.sft_exact(cycle, 10), "chain layout"),
-        (lambda: tr.sft(maze332, jax.random.key(0), 10, batch_size=0), "batch_size"),
-        (lambda: tr.make_sft(10, 0), "batch_size"),
+        (lambda: tr.rlvr_exact(maze332, steps=10, lr=0.0), "lr must be a finite number > 0"),
+        (lambda: tr.rlvr_exact(maze332, steps=10, lr=-0.1), "lr"),
+        (lambda: tr.rlvr_exact(maze332, steps=10, lr=float("nan")), "lr"),
+        (lambda: tr.rlvr_exact(maze332, steps=10, lr=[0.1, 0.2]), "lr must be a scalar"),
+        (lambda: tr.rlvr_exact(maze332, steps=0), "steps must be an integer >= 1"),
+        (lambda: tr.rlvr_exact(maze332, steps=2.5), "steps"),
+        (lambda: tr.rlvr_exact(maze332, steps=10, beta=-1.0), "beta must be a finite number >= 0"),
+        (lambda: tr.rlvr_exact(maze332, steps=10, record_every=3), "record_every must divide steps"),
+        (lambda: tr.rlvr_exact(maze332, steps=10, init_logits=np.zeros((3, 3))), "logits"),
+        (lambda: tr.rlvr_exact(maze332, step=10), "no setting 'step'"),
+        (lambda: tr.rlvr_exact(maze332, optimizer="adamax"), "optimizer must be one of"),
+        (lambda: tr.rlvr_symmetric(maze332, optimizer="adam"), "optimizer must be one of 'sign_sgd'"),
+        (lambda: tr.RLVRConfig(steps=0), "steps"),
+        (lambda: tr.RLVRHParams.create(lr=[0.1, -0.1]), "lr"),
+        (lambda: tr.SFTHParams.create(lr=0.0), "lr"),
+        (lambda: tr.sft_exact(maze332, steps=10, lr=-1.0), "lr"),
+        (lambda: tr.sft_exact(cycle, steps=10), "chain layout"),
+        (lambda: tr.sft(maze332, jax.random.key(0), steps=10, batch_size=0), "batch_size"),
+        (lambda: tr.SFTConfig(batch_size=0), "batch_size"),
         (lambda: tr.sft_limit(cycle), "chain layout"),
         (lambda: tr.backward_supervision_ablation(maze332, jax.random.key(0), fractions=[0.5, 1.5]), "fractions"),
         (lambda: tr.backward_supervision_ablation(maze332, jax.random.key(0), fractions=[-0.1]), "fractions"),

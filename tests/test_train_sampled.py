@@ -8,10 +8,18 @@ import pytest
 
 import mazejax
 from mazejax import exact
-from mazejax.train import common
+from mazejax.train import base
 from mazejax.train import policy_gradient as pg
-from mazejax.train.distill import DistillHParams, distill, make_distill, sample_teacher_transitions, teacher_transitions
+from mazejax.train.distill import (
+    DistillConfig,
+    DistillHParams,
+    distill,
+    make_distill,
+    sample_teacher_transitions,
+    teacher_transitions,
+)
 from mazejax.train.ppo import (
+    PPOConfig,
     PPOHParams,
     advantages,
     clipped_surrogate,
@@ -22,7 +30,7 @@ from mazejax.train.ppo import (
     signed_advantage_counts,
     standardize,
 )
-from mazejax.train.reinforce import ReinforceHParams, make_reinforce, reinforce, reinforce_gradient
+from mazejax.train.reinforce import ReinforceConfig, ReinforceHParams, make_reinforce, reinforce, reinforce_gradient
 from mazejax.train.rlvr import rlvr_exact
 from mazejax.train.sft import sft
 
@@ -49,8 +57,7 @@ def random_logits(maze, seed, scale=0.5):
 
 def exact_dj(maze, logits, beta):
     """-beta * dH/dtheta by differentiating the exact solver (float64 [S, D])."""
-    with jax.enable_x64(True):
-        grad = jax.grad(lambda l: exact._hitting_time(maze, l))(jnp.asarray(logits, jnp.float64))
+    grad = jax.grad(lambda l: exact.hitting_time(maze, l))(jnp.asarray(logits, jnp.float64))
     return -beta * np.asarray(grad)
 
 
@@ -71,13 +78,12 @@ def move_table(maze, states, length):
 
 
 def test_rollout_horizon_rule():
-    with jax.enable_x64(True):
-        rule = lambda cap, scale, H: int(pg.rollout_horizon(jnp.int32(cap), jnp.float32(scale), jnp.float64(H)))
-        assert rule(1000, 2.0, 137.2) == 275  # ceil(2 H)
-        assert rule(100, 2.0, 137.2) == 100  # capped
-        assert rule(1000, 2.0, np.inf) == 1000  # a policy that misses: the cap
-        assert rule(1000, 0.0, 137.2) == 1000  # fixed horizon
-        assert rule(1000, 1e-6, 1.0) == 1  # never below 1
+    rule = lambda cap, scale, H: int(pg.rollout_horizon(jnp.int32(cap), jnp.float32(scale), jnp.float64(H)))  # noqa: E731
+    assert rule(1000, 2.0, 137.2) == 275  # ceil(2 H)
+    assert rule(100, 2.0, 137.2) == 100  # capped
+    assert rule(1000, 2.0, np.inf) == 1000  # a policy that misses: the cap
+    assert rule(1000, 0.0, 137.2) == 1000  # fixed horizon
+    assert rule(1000, 1e-6, 1.0) == 1  # never below 1
 
 
 def test_advantage_baselines():
@@ -111,8 +117,8 @@ def test_reinforce_gradient_is_unbiased(tiny):
 
 def test_reinforce_runs_vmapped_once_per_configuration(maze332):
     """One trace for a vmap over keys x hyperparameters; only trainable logits move; it learns."""
-    train = chex.assert_max_traces(make_reinforce(40, 128, record_every=10), n=1)
-    run = common.x64_jit(jax.vmap(train, in_axes=(0, 0, None, None)))
+    train = chex.assert_max_traces(make_reinforce(ReinforceConfig(steps=40, num_rollouts=128, record_every=10)), n=1)
+    run = jax.jit(jax.vmap(train, in_axes=(0, 0, None, None)))
     init = mazejax.pretrained_logits(maze332)
     keys = jax.random.split(jax.random.key(0), 2)
     first = run(keys, ReinforceHParams.create(lr=[0.2, 0.3], beta=[0.01, 0.02]), maze332, init)
@@ -132,7 +138,7 @@ def test_reinforce_runs_vmapped_once_per_configuration(maze332):
 
 def test_reinforce_public_api_vmaps_over_keys(maze332):
     small = dict(steps=4, num_rollouts=8, record_every=2)
-    H = common.x64_jit(jax.vmap(lambda k: reinforce(maze332, k, **small).hitting_time))(jax.random.split(jax.random.key(0), 3))
+    H = jax.jit(jax.vmap(lambda k: reinforce(maze332, k, **small).hitting_time))(jax.random.split(jax.random.key(0), 3))
     assert H.shape == (3, 3) and np.all(np.asarray(H)[:, 0] == pytest.approx(275.0))
     assert len(set(np.asarray(H)[:, -1].tolist())) == 3
 
@@ -204,7 +210,7 @@ def test_ppo_first_gradient_is_the_policy_gradient(maze332, ppo_batch):
     advantage, _ = advantages(rollouts, jnp.asarray(critic), 0.01, 0.95)
     advantage = standardize(advantage, rollouts.moving)
     positive, negative = signed_advantage_counts(maze332, rollouts, advantage)
-    old = pg.log_probabilities(maze332, jnp.asarray(logits))
+    old = mazejax.log_probabilities(maze332, jnp.asarray(logits))
     grad = jax.grad(clipped_surrogate, argnums=1)(maze332, jnp.asarray(logits), old, positive, negative, 0.2, 12)
     # independent: sum_t A_t (onehot(m_t) - pi(. | s_t)) over every move of every walk, / B
     pi = np.asarray(mazejax.probabilities(maze332, jnp.asarray(logits)))
@@ -224,7 +230,7 @@ def test_ppo_clipped_surrogate_matches_per_move_formula(maze332, ppo_batch):
     logits, rollouts, critic = ppo_batch
     advantage, _ = advantages(rollouts, jnp.asarray(critic), 0.01, 0.95)
     positive, negative = signed_advantage_counts(maze332, rollouts, advantage)
-    old = pg.log_probabilities(maze332, jnp.asarray(logits))
+    old = mazejax.log_probabilities(maze332, jnp.asarray(logits))
     pi_old = np.asarray(mazejax.probabilities(maze332, jnp.asarray(logits)), np.float64)
     state, slot, moving, adv = (np.asarray(x) for x in (rollouts.state, rollouts.slot, rollouts.moving, advantage))
     for seed, clip in ((6, 0.2), (7, 0.05)):
@@ -243,8 +249,9 @@ def test_ppo_vmaps_over_keys_hparams_and_padded_mazes_with_one_trace(maze332):
     small = mazejax.Maze(2, 2, 1)
     stacked = mazejax.stack([maze332, small])
     assert stacked.capacity != small.capacity
-    train = chex.assert_max_traces(make_ppo(20, 600, 32, epochs=2, minibatches=4, critic_warmup=2, record_every=10), n=2)
-    run = common.x64_jit(jax.vmap(train))
+    config = PPOConfig(steps=20, horizon=600, num_rollouts=32, epochs=2, minibatches=4, critic_warmup=2, record_every=10)
+    train = chex.assert_max_traces(make_ppo(config), n=2)
+    run = jax.jit(jax.vmap(train))
     keys = jax.random.split(jax.random.key(0), 2)
     init = jax.vmap(mazejax.pretrained_logits)(stacked)
     together = run(keys, PPOHParams.create(lr=[0.03, 0.05], clip=[0.2, 0.3]), stacked, init)
@@ -253,7 +260,7 @@ def test_ppo_vmaps_over_keys_hparams_and_padded_mazes_with_one_trace(maze332):
     assert H.shape == (2, 3) and H[0, 0] == pytest.approx(275.0) and H[0, -1] < 150
     frozen = ~np.asarray(jax.vmap(mazejax.trainable_moves)(stacked))
     np.testing.assert_array_equal(np.asarray(together.logits)[frozen], np.asarray(init)[frozen])
-    alone = common.x64_jit(train)(keys[1], PPOHParams.create(lr=0.05, clip=0.3), small, mazejax.pretrained_logits(small))
+    alone = jax.jit(train)(keys[1], PPOHParams.create(lr=0.05, clip=0.3), small, mazejax.pretrained_logits(small))
     np.testing.assert_allclose(H[1], np.asarray(alone.hitting_time), rtol=1e-5)
     assert H[1, -1] < 0.8 * H[1, 0]
     S, D = small.capacity.states, small.capacity.out_degree
@@ -262,7 +269,7 @@ def test_ppo_vmaps_over_keys_hparams_and_padded_mazes_with_one_trace(maze332):
 
 def test_ppo_public_api_vmaps_over_keys(maze332):
     small = dict(steps=2, num_rollouts=8, epochs=1, minibatches=2, critic_warmup=1, record_every=1)
-    H = common.x64_jit(jax.vmap(lambda k: ppo(maze332, k, **small).hitting_time))(jax.random.split(jax.random.key(0), 2))
+    H = jax.jit(jax.vmap(lambda k: ppo(maze332, k, **small).hitting_time))(jax.random.split(jax.random.key(0), 2))
     assert H.shape == (2, 3) and np.all(np.asarray(H)[:, 0] == pytest.approx(275.0))
     assert not np.array_equal(np.asarray(H)[0], np.asarray(H)[1])
 
@@ -278,8 +285,7 @@ def teacher332(maze332):
 
 
 def test_teacher_transitions_match_sampled_traces(maze332, teacher332):
-    with jax.enable_x64(True):
-        population = np.asarray(jax.jit(teacher_transitions)(maze332, teacher332))
+    population = np.asarray(jax.jit(teacher_transitions)(maze332, teacher332))
     assert population.sum() == pytest.approx(1.0, rel=1e-12)
     batches = 40
     sample = jax.vmap(lambda k: sample_teacher_transitions(k, maze332, teacher332, 500, 100_000))
@@ -292,8 +298,9 @@ def test_teacher_transitions_match_sampled_traces(maze332, teacher332):
 
 
 def test_distillation_on_exact_transitions_recovers_the_teacher(maze332, teacher332):
-    train = make_distill(300, None, record_every=100)
-    result = common.x64_jit(train)(jax.random.key(0), DistillHParams.create(), maze332, mazejax.pretrained_logits(maze332), teacher332)
+    train = make_distill(DistillConfig(steps=300, num_traces=None, record_every=100))
+    hparams = DistillHParams.create(teacher_logits=teacher332)
+    result = jax.jit(train)(jax.random.key(0), hparams, maze332, mazejax.pretrained_logits(maze332))
     H_teacher = float(exact.hitting_time(maze332, teacher332))
     assert float(result.hitting_time[0]) == pytest.approx(275.0)
     assert float(result.hitting_time[-1]) == pytest.approx(H_teacher, rel=1e-3)
@@ -306,7 +313,7 @@ def test_distillation_on_exact_transitions_recovers_the_teacher(maze332, teacher
 
 
 def test_distill_public_api_vmaps_over_keys_and_learns(maze332, teacher332):
-    run = common.x64_jit(jax.vmap(lambda k: distill(maze332, k, teacher332, steps=100, record_every=50)))
+    run = jax.jit(jax.vmap(lambda k: distill(maze332, k, teacher332, steps=100, record_every=50)))
     result = run(jax.random.split(jax.random.key(0), 2))
     H_teacher = float(exact.hitting_time(maze332, teacher332))
     np.testing.assert_allclose(np.asarray(result.hitting_time)[:, -1], H_teacher, rtol=0.05)
@@ -343,7 +350,8 @@ def test_distill_public_api_vmaps_over_keys_and_learns(maze332, teacher332):
         (lambda m: ppo(m, jax.random.key(0), horizon=0), "horizon"),
         (lambda m: ppo(m, jax.random.key(0), gae_lambda=1.5), "gae_lambda"),
         (lambda m: ppo(m, jax.random.key(0), critic_rate=0.0), "critic_rate"),
-        (lambda m: make_ppo(10, 100, 8, epochs=1.5), "epochs"),
+        (lambda m: PPOConfig(horizon=100, epochs=1.5), "epochs"),
+        (lambda m: make_ppo(PPOConfig()), "horizon must be set"),
         (lambda m: PPOHParams.create(clip=[0.1, -0.1]), "clip"),
         (lambda m: distill(m, jax.random.key(0), mazejax.pretrained_logits(m), lr=0.0), "lr"),
         (lambda m: distill(m, jax.random.key(0), mazejax.pretrained_logits(m), num_traces=0), "num_traces"),
@@ -352,10 +360,10 @@ def test_distill_public_api_vmaps_over_keys_and_learns(maze332, teacher332):
     ],
 )
 def test_invalid_arguments_raise_before_compiling(maze332, call, match):
-    before = common.compiled.cache_info().currsize
+    before = base._compiled.cache_info().currsize
     with pytest.raises(ValueError, match=match):
         call(maze332)
-    assert common.compiled.cache_info().currsize == before
+    assert base._compiled.cache_info().currsize == before
 
 
 # ----------------------------------------------------------------------------------------
@@ -365,7 +373,7 @@ def test_invalid_arguments_raise_before_compiling(maze332, call, match):
 def final_hitting_times(method, maze, seeds, *args):
     """Exact final H of ``method(maze, key, *args)`` with default settings, vmapped over ``seeds`` keys."""
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(2026), i))(jnp.arange(seeds))
-    run = common.x64_jit(jax.vmap(lambda key: method(maze, key, *args).hitting_time[-1]))
+    run = jax.jit(jax.vmap(lambda key: method(maze, key, *args).hitting_time[-1]))
     return np.asarray(run(keys))
 
 
@@ -391,10 +399,10 @@ def test_ppo_defaults_converge_on_665():
 def test_distillation_of_the_rlvr_teacher_on_665():
     """Thm 5: the student of the converged RLVR model backtracks efficiently; golden paths alone stay at SFT."""
     maze = mazejax.Maze(6, 6, 5)
-    teacher = rlvr_exact(maze, 600, 0.01, record_every=600)
+    teacher = rlvr_exact(maze, steps=600, lr=0.01, record_every=600)
     H_teacher = float(teacher.hitting_time[-1])
     assert H_teacher == pytest.approx(BACKTRACKER_665, rel=0.01)
     student = distill(maze, jax.random.key(0), teacher.logits)
     assert float(student.hitting_time[-1]) == pytest.approx(H_teacher, rel=0.05)
-    control = sft(maze, jax.random.key(0), 600, record_every=600)
+    control = sft(maze, jax.random.key(0), steps=600, record_every=600)
     assert float(control.hitting_time[-1]) == pytest.approx(SFT_LIMIT_665, rel=0.02)

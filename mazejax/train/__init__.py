@@ -1,11 +1,14 @@
-"""Trainers (SPEC 4): exact and sampled SFT, exact-gradient RLVR, REINFORCE, PPO, distillation,
-and the backward-supervision ablation.
+"""Trainers (docs/model.md §4): exact and sampled SFT, exact-gradient RLVR (full and branch-symmetric),
+REINFORCE, PPO, distillation, and the backward-supervision ablation.
 
-Each method comes as ``make_*(static config) -> train(key, hparams, maze, init_logits)``, a pure
-function that runs the whole training in ``lax.scan`` (``x64_jit(jax.vmap(train))`` runs a sweep
-over keys, hyperparameters and :func:`mazejax.stack`-ed mazes as one program; :func:`x64_jit` is
-``jax.jit`` compiling with x64 enabled, which the float64 exact metrics need), plus a one-run
-convenience function compiled once per static configuration.
+Every trainer has the same shape (:mod:`mazejax.train.base`): a frozen ``<Name>Config`` of static
+settings, a PyTree ``<Name>HParams`` of hyperparameters, and ``make_<name>(config) ->
+train(key, hparams, maze, init_logits) -> TrainResult``, a pure function running the whole
+training in ``lax.scan``, so ``jax.jit(jax.vmap(train))`` runs a sweep over keys, hyperparameters
+and :func:`mazejax.stack`-ed mazes as one program. The one-run functions (``rlvr_exact(maze,
+steps=600)``, ``reinforce(maze, key, lr=0.1)``, ...) take any field of either class as a keyword
+and compile once per configuration. Trainers need ``jax_enable_x64`` (their records are exact
+float64 quantities).
 """
 
 from mazejax.train.ablation import (
@@ -14,12 +17,34 @@ from mazejax.train.ablation import (
     backward_supervision_ablation,
     draw_backward_types,
 )
-from mazejax.train.common import TrainResult, masked, record_steps, x64_jit
-from mazejax.train.distill import DistillHParams, distill, make_distill, sample_teacher_transitions, teacher_transitions
-from mazejax.train.ppo import PPOHParams, make_ppo, ppo
-from mazejax.train.reinforce import ReinforceHParams, make_reinforce, reinforce, reinforce_gradient
-from mazejax.train.rlvr import RLVRHParams, make_rlvr_exact, rlvr_exact
+from mazejax.train.base import OPTIMIZERS, TrainResult, Trainer, masked, record_steps
+from mazejax.train.distill import (
+    DISTILL,
+    DistillConfig,
+    DistillHParams,
+    distill,
+    make_distill,
+    sample_teacher_transitions,
+    teacher_transitions,
+)
+from mazejax.train.ppo import PPO, PPOConfig, PPOHParams, make_ppo, ppo
+from mazejax.train.reinforce import REINFORCE, ReinforceConfig, ReinforceHParams, make_reinforce, reinforce, reinforce_gradient
+from mazejax.train.rlvr import (
+    RLVR_EXACT,
+    RLVR_SYMMETRIC,
+    RLVRConfig,
+    RLVRHParams,
+    RLVRSymmetricConfig,
+    make_rlvr_exact,
+    make_rlvr_symmetric,
+    rlvr_exact,
+    rlvr_symmetric,
+)
 from mazejax.train.sft import (
+    SFT,
+    SFT_EXACT,
+    SFTConfig,
+    SFTExactConfig,
     SFTHParams,
     cross_entropy,
     golden_policy,
@@ -33,39 +58,60 @@ from mazejax.train.sft import (
     sft_limit,
 )
 
+#: Every trainer, by name.
+TRAINERS = {t.name: t for t in (SFT_EXACT, SFT, RLVR_EXACT, RLVR_SYMMETRIC, REINFORCE, PPO, DISTILL)}
+
 __all__ = [
     "AblationResult",
+    "DISTILL",
+    "DistillConfig",
     "DistillHParams",
+    "OPTIMIZERS",
+    "PPO",
+    "PPOConfig",
     "PPOHParams",
-    "ReinforceHParams",
-    "distill",
-    "make_distill",
-    "make_ppo",
-    "make_reinforce",
-    "ppo",
-    "reinforce",
-    "reinforce_gradient",
-    "sample_teacher_transitions",
-    "teacher_transitions",
+    "REINFORCE",
+    "RLVRConfig",
     "RLVRHParams",
+    "RLVRSymmetricConfig",
+    "RLVR_EXACT",
+    "RLVR_SYMMETRIC",
+    "ReinforceConfig",
+    "ReinforceHParams",
+    "SFT",
+    "SFTConfig",
+    "SFTExactConfig",
     "SFTHParams",
+    "SFT_EXACT",
+    "TRAINERS",
     "TrainResult",
+    "Trainer",
     "ablation_hitting_time",
     "backward_supervision_ablation",
     "cross_entropy",
+    "distill",
     "draw_backward_types",
     "golden_policy",
     "golden_transitions",
     "limit_logits",
+    "make_distill",
+    "make_ppo",
+    "make_reinforce",
     "make_rlvr_exact",
+    "make_rlvr_symmetric",
     "make_sft",
     "make_sft_exact",
     "masked",
+    "ppo",
     "record_steps",
+    "reinforce",
+    "reinforce_gradient",
     "rlvr_exact",
+    "rlvr_symmetric",
     "sample_golden_transitions",
+    "sample_teacher_transitions",
     "sft",
     "sft_exact",
     "sft_limit",
-    "x64_jit",
+    "teacher_transitions",
 ]

@@ -1,4 +1,4 @@
-"""Backward-supervision ablation (paper's Fig. 5 right; SPEC 4.5).
+"""Backward-supervision ablation (paper's Fig. 5 right; docs/model.md §4.5).
 
 Golden-path SFT plus "continue backwards" supervision on a random fraction ``p`` of the backward
 state types ``R-_j`` and ``L-_j`` (``2K`` types in a ``W, K, L`` maze). We evaluate the *limit*
@@ -25,10 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from mazejax import _checks
+from mazejax import exact, validate
 from mazejax.maze import L_MINUS, R_MINUS, Maze
+from mazejax.ordered import ordered_mean
 from mazejax.policy import continues
-from mazejax.train import common
+from mazejax.train import base
 from mazejax.train.sft import golden_transitions, limit_logits
 
 #: Backward state types that the ablation may supervise, in the order of the draws' rows.
@@ -83,15 +84,15 @@ def ablation_hitting_time(key: jax.Array, fraction: jax.Array, maze: Maze, init_
     on_golden = jnp.sum(golden, axis=-1) > 0
     targets = jnp.where(on_golden[:, None], golden, continues(maze).astype(jnp.float32))
     logits = limit_logits(maze, init_logits, targets, on_golden | backward)
-    return common.exact_hitting_time(maze, logits), supervised
+    return exact.hitting_time(maze, logits), supervised
 
 
-@common.x64_jit
+@jax.jit
 def _ablation(key, fractions, draw_index, maze, init_logits):
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, draw_index)
     per_draw = jax.vmap(ablation_hitting_time, in_axes=(0, None, None, None))
     hitting_time, supervised = jax.vmap(per_draw, in_axes=(None, 0, None, None))(keys, fractions, maze, init_logits)
-    return hitting_time, jnp.mean(hitting_time, axis=1), supervised
+    return hitting_time, ordered_mean(hitting_time, axis=1), supervised
 
 
 def backward_supervision_ablation(
@@ -115,10 +116,11 @@ def backward_supervision_ablation(
     fractions = np.round(np.linspace(0.0, 1.0, 11), 12) if fractions is None else np.asarray(fractions, float)
     if fractions.ndim != 1 or fractions.size == 0 or not np.all((fractions >= 0) & (fractions <= 1)):
         raise ValueError(f"fractions must be a non-empty 1-d sequence of numbers in [0, 1], got {fractions!r}")
-    draws = _checks.positive_int("draws", draws)
-    init_logits = common.initial_logits(maze, init_logits)
+    draws = validate.positive_int("draws", draws)
+    validate.require_x64("mazejax.train.backward_supervision_ablation")
+    init_logits = base.initial_logits(maze, init_logits)
     hitting_time, mean, supervised = _ablation(
-        key, jnp.asarray(fractions, jnp.float32), jnp.arange(draws), maze, init_logits
+        key, jnp.asarray(fractions, jnp.float32), jnp.arange(draws, dtype=jnp.int32), maze, init_logits
     )
     return AblationResult(fraction=fractions, hitting_time=hitting_time, mean_hitting_time=mean, supervised=supervised)
 

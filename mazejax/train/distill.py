@@ -1,4 +1,4 @@
-"""Distillation of a teacher's search traces into the pretrained model (paper's Theorem 5; SPEC 4.4).
+"""Distillation of a teacher's search traces into the pretrained model (paper's Theorem 5; docs/model.md §4.4).
 
 *Data.* Walks of the teacher policy (e.g. the converged exact-RLVR model) from ``s0 -> f`` to a
 uniformly drawn target, with everything they do on the way: wrong branches explored, dead ends
@@ -23,40 +23,42 @@ SFT on golden paths with the same budget ends about 1% below the SFT limit (2966
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from flax import struct
 
-from mazejax import _checks, exact, simulate
+from mazejax import exact, simulate, validate
 from mazejax.maze import Maze
+from mazejax.ordered import ordered_sum, ordered_total
 from mazejax.policy import probabilities
-from mazejax.train import common
+from mazejax.train import base
 from mazejax.train import policy_gradient as pg
 from mazejax.train.sft import fit_transitions
 
 
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(base.Config):
+    """Static settings of distillation."""
+
+    steps: int = base.setting(600, validate.Integer(1), "optimizer steps")
+    num_traces: int | None = base.setting(32, validate.OptionalInteger(1),
+                                          "teacher traces per step; None: the exact population frequencies "
+                                          "(infinitely many traces, deterministic)")
+    record_every: int = base.setting(20, validate.Integer(1), "record the student's exact H, loss and a, b, c, d "
+                                     "every this many steps")
+    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name (it only sees trainable logits)")
+
+
 @struct.dataclass
-class DistillHParams:
-    """Hyperparameters a sweep may vary (array leaves; shape [] per run).
+class DistillHParams(base.HParams):
+    """The teacher and the hyperparameters a sweep may vary (array leaves)."""
 
-    Attributes:
-      lr: learning rate, > 0 (float).
-      horizon: int32 in [1, 2**31): teacher traces stop at the target or after this many moves
-        (unused when training on the exact population data, ``num_traces=None``).
-    """
-
-    lr: jax.Array
-    horizon: jax.Array
-
-    @classmethod
-    def create(cls, lr=0.1, horizon=100_000, dtype=np.float32) -> "DistillHParams":
-        """Validated hyperparameters broadcast to one shape; ``lr`` in ``dtype``, ``horizon`` int32."""
-        _checks.positive_float("lr", lr)
-        pg.check_horizon(horizon)
-        lr, horizon = np.broadcast_arrays(np.asarray(lr, dtype), np.asarray(horizon, np.int32))
-        return cls(lr=lr, horizon=horizon)
+    teacher_logits: jax.Array = base.data("the teacher policy [S, D], e.g. a converged exact-RLVR model")
+    lr: jax.Array = base.hparam(0.1, validate.Number(0, low_open=True), "learning rate")
+    horizon: jax.Array = base.hparam(100_000, pg.HORIZON, "teacher traces stop at the target or after this many "
+                                     "moves (unused with num_traces = None)", dtype="int32")
 
 
 def teacher_transitions(maze: Maze, teacher_logits: jax.Array) -> jax.Array:
@@ -64,13 +66,13 @@ def teacher_transitions(maze: Maze, teacher_logits: jax.Array) -> jax.Array:
 
     ``w[s, m] = E_x[d_x(s)] * pi(m | s) / H``: expected visits to ``s`` before the hit (mean over
     real targets, :func:`mazejax.exact.expected_visits`) times the move probability, over the
-    expected length ``H``. Traceable (call inside ``jax.enable_x64(True)``, as trainers do).
+    expected length ``H``. Traceable.
     """
-    visits = exact._expected_visits(maze, teacher_logits)  # float64 [T, S]
+    visits = exact.expected_visits(maze, teacher_logits)  # float64 [T, S]
     mask = jnp.asarray(maze.target_mask)
-    mean_visits = jnp.sum(jnp.where(mask[:, None], visits, 0.0), axis=0) / jnp.sum(mask)
-    flow = mean_visits[:, None] * probabilities(maze, jnp.asarray(teacher_logits).astype(common.F64))
-    return flow / jnp.sum(flow)
+    mean_visits = ordered_sum(jnp.where(mask[:, None], visits, 0.0), axis=0) / jnp.sum(mask)
+    flow = mean_visits[:, None] * probabilities(maze, jnp.asarray(teacher_logits).astype(base.F64))
+    return flow / ordered_total(flow)
 
 
 def sample_teacher_transitions(key: jax.Array, maze: Maze, teacher_logits: jax.Array, num_traces: int, horizon) -> jax.Array:
@@ -82,91 +84,50 @@ def sample_teacher_transitions(key: jax.Array, maze: Maze, teacher_logits: jax.A
     :func:`teacher_transitions` (for a horizon that cuts no trace).
     """
     counts = simulate.sample_walks(maze, teacher_logits, key, num_traces, horizon, counts=True).counts
-    return counts / jnp.maximum(jnp.sum(counts), 1.0)
+    return counts / jnp.maximum(ordered_total(counts), 1.0)
 
 
-def make_distill(
-    steps: int,
-    num_traces: int | None = 32,
-    *,
-    record_every: int = 1,
-    optimizer: common.OptimizerFactory = optax.adam,
-):
-    """Build the distillation trainer for a static configuration.
+def make_distill(config: DistillConfig = DistillConfig()):
+    """Build the distillation trainer.
 
-    Args:
-      steps: optimizer steps (static).
-      num_traces: teacher traces per step (static, >= 1); step ``t`` samples them with
-        ``fold_in(key, t)`` (:func:`sample_teacher_transitions`). ``None``: every step uses the
-        exact population frequencies :func:`teacher_transitions` (infinitely many traces; the
-        method is then deterministic).
-      record_every: record the student's exact H, the exact population loss (cross-entropy on
-        :func:`teacher_transitions`) and ``a, b, c, d`` every this many steps (static; divides ``steps``).
-      optimizer: ``lr -> optax.GradientTransformation`` (static); it only sees trainable logits.
-
-    Returns:
-      ``train(key, hparams, maze, init_logits, teacher_logits) -> TrainResult``, pure and
-      traceable: ``hparams`` a :class:`DistillHParams`, ``init_logits`` the student's start
-      (normally the pretrained model) and ``teacher_logits`` the teacher, both [S, D]. Compile
-      it (and any vmap of it) with :func:`mazejax.train.x64_jit`.
+    Returns ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable: step
+    ``t`` samples ``num_traces`` traces of ``hparams.teacher_logits`` with ``fold_in(key, t)``
+    (:func:`sample_teacher_transitions`), or uses the exact population frequencies
+    (:func:`teacher_transitions`) when ``num_traces`` is None; ``init_logits`` is the student's
+    start (normally the pretrained model). Records hold the student's exact H, the exact
+    population loss (cross-entropy on :func:`teacher_transitions`) and ``a, b, c, d``.
     """
-    steps, record_every = common.check_schedule(steps, record_every)
-    if num_traces is not None:
-        num_traces = _checks.positive_int("num_traces", num_traces)
+    validate.require_x64("mazejax.train.distill")
 
-    @common.in_x64
-    def train(
-        key: jax.Array, hparams: DistillHParams, maze: Maze, init_logits: jax.Array, teacher_logits: jax.Array
-    ) -> common.TrainResult:
-        tx = common.trainable_optimizer(optimizer, hparams.lr, maze)
-        population = teacher_transitions(maze, teacher_logits)
+    def train(key: jax.Array, hparams: DistillHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
+        validate.require_x64("mazejax.train.distill")
+        tx = base.trainable_optimizer(config, hparams.lr, maze)
+        teacher = hparams.teacher_logits
+        population = teacher_transitions(maze, teacher)
 
-        def data(t, dtype):
-            if num_traces is None:
+        def batch(t, dtype):
+            if config.num_traces is None:
                 return population.astype(dtype)
-            traces = sample_teacher_transitions(jax.random.fold_in(key, t), maze, teacher_logits, num_traces, hparams.horizon)
-            return traces.astype(dtype)
+            key_t = jax.random.fold_in(key, t)
+            return sample_teacher_transitions(key_t, maze, teacher, config.num_traces, hparams.horizon).astype(dtype)
 
-        return fit_transitions(tx, maze, init_logits, population, data, steps, record_every)
+        return fit_transitions(tx, maze, init_logits, population, batch, config)
 
     return train
 
 
-def distill(
-    maze: Maze,
-    key: jax.Array,
-    teacher_logits: jax.Array,
-    *,
-    steps: int = 600,
-    lr: float = 0.1,
-    num_traces: int | None = 32,
-    horizon: int = 100_000,
-    record_every: int = 20,
-    init_logits: jax.Array | None = None,
-    optimizer: common.OptimizerFactory = optax.adam,
-) -> common.TrainResult:
-    """Distil ``teacher_logits`` into the pretrained model on one maze (see :func:`make_distill`).
-
-    Args:
-      maze: the maze.
-      key: PRNG key of the traces (vmap over it for seeds).
-      teacher_logits: [S, D], the teacher policy, e.g. ``rlvr_exact(maze, 600, 0.01).logits``.
-      steps, num_traces, record_every, optimizer: static, see :func:`make_distill`.
-      lr, horizon: see :class:`DistillHParams`.
-      init_logits: [S, D], the student's start; default the pretrained model (float32).
-
-    Returns:
-      :class:`~mazejax.train.TrainResult` of the student. Compiled once per static configuration;
-      inside ``jax.jit``/``vmap`` compile with x64 enabled (:func:`mazejax.train.x64_jit`).
-    """
-    steps, record_every = common.check_schedule(steps, record_every)
-    common.check_scalar("lr", lr)
-    common.check_scalar("horizon", horizon)
-    _checks.logits_shape(maze, teacher_logits)
-    init_logits = common.initial_logits(maze, init_logits)
-    hparams = DistillHParams.create(lr, horizon, dtype=init_logits.dtype)
-    train = common.compiled(make_distill, steps, num_traces, record_every=record_every, optimizer=optimizer)
-    return train(key, hparams, maze, init_logits, teacher_logits)
+DISTILL = base.Trainer("distill", DistillConfig, DistillHParams, make_distill,
+                       "distillation of a teacher's traces into the pretrained model")
 
 
-__all__ = ["DistillHParams", "distill", "make_distill", "sample_teacher_transitions", "teacher_transitions"]
+def distill(maze: Maze, key: jax.Array, teacher_logits: jax.Array, *, init_logits: jax.Array | None = None,
+            **settings) -> base.TrainResult:
+    """Distil ``teacher_logits`` into ``init_logits`` (default: the pretrained model) on one maze;
+    ``settings``: fields of :class:`DistillConfig` and :class:`DistillHParams`. Compiled once per
+    configuration; vmap over ``key`` for seeds."""
+    validate.logits_shape(maze, teacher_logits)
+    return DISTILL.run(maze, key, init_logits, teacher_logits=teacher_logits, **settings)
+
+
+__all__ = ["DISTILL", "DistillConfig", "DistillHParams", "distill", "make_distill", "sample_teacher_transitions",
+           "teacher_transitions"]

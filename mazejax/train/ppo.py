@@ -1,4 +1,4 @@
-"""Sampled RLVR by PPO: clipped surrogate, GAE with a tabular critic, epochs of minibatches (SPEC 4.2).
+"""Sampled RLVR by PPO: clipped surrogate, GAE with a tabular critic, epochs of minibatches (docs/model.md §4.2).
 
 Each iteration samples ``num_rollouts`` walks of the current ("old") policy with uniformly drawn
 targets and, by default, a horizon of twice its exact ``H`` (the paper's choice). A walk earns
@@ -46,66 +46,61 @@ length scales with ``H``): at W = K = 6, L = 5 training then stalls at about 170
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 from flax import struct
 from jax import lax
 
-from mazejax import _checks, exact, simulate
+from mazejax import exact, simulate, validate
 from mazejax.maze import Maze
-from mazejax.train import common
+from mazejax.ordered import ordered_sum, ordered_total
+from mazejax.policy import log_probabilities, probabilities
+from mazejax.train import base
 from mazejax.train import policy_gradient as pg
+
+UNIT = validate.Number(0, 1)
+POSITIVE_UNIT = validate.Number(0, 1, low_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(base.Config):
+    """Static settings of PPO."""
+
+    steps: int = base.setting(200, validate.Integer(1), "iterations; each samples num_rollouts walks and makes "
+                              "epochs * minibatches optimizer steps")
+    horizon: int | None = base.setting(None, validate.OptionalInteger(1),
+                                       "largest horizon: the move buffers' length, the fixed horizon when "
+                                       "horizon_scale = 0 and the cap of the scaled one; None: ceil(max(horizon_scale, 1) "
+                                       "* H) of the initial policy (one-run calls) or twice the largest base H of a "
+                                       "sweep's grid")
+    num_rollouts: int = base.setting(64, pg.ROLLOUTS, "walks per iteration")
+    epochs: int = base.setting(4, validate.Integer(1), "passes over each batch")
+    minibatches: int = base.setting(4, validate.Integer(1), "minibatches of walks per pass (divides num_rollouts)")
+    critic_warmup: int = base.setting(10, validate.Integer(0), "batches of the initial policy that fit the critic first")
+    warmup_sweeps: int = base.setting(20, validate.Integer(1), "TD(lambda) passes over each warm-up batch")
+    record_every: int = base.setting(10, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many iterations")
+    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name (its state carries over between batches)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_rollouts % self.minibatches:
+            raise ValueError(f"minibatches must divide num_rollouts = {self.num_rollouts}, got {self.minibatches}")
 
 
 @struct.dataclass
-class PPOHParams:
-    """Hyperparameters a sweep may vary (array leaves; shape [] per run).
+class PPOHParams(base.HParams):
+    """Hyperparameters a sweep may vary (array leaves, shape [] per run)."""
 
-    Attributes:
-      lr: learning rate of the policy, > 0 (float).
-      beta: length penalty of the reward, >= 0 (float).
-      clip: the clipping range ``eps`` of the ratio, > 0 (float).
-      gae_lambda: GAE's ``lambda`` in [0, 1] (float); 1 gives Monte Carlo returns minus ``V``.
-      critic_rate: step of each critic pass towards the batch's lambda-returns, in (0, 1] (float).
-      horizon_scale: float >= 0; > 0: horizon ``min(horizon, ceil(horizon_scale * H))`` with ``H``
-        the exact hitting time of the current policy; 0: the static ``horizon`` (see :func:`make_ppo`).
-    """
-
-    lr: jax.Array
-    beta: jax.Array
-    clip: jax.Array
-    gae_lambda: jax.Array
-    critic_rate: jax.Array
-    horizon_scale: jax.Array
-
-    @classmethod
-    def create(
-        cls, lr=0.03, beta=0.01, clip=0.2, gae_lambda=0.95, critic_rate=0.5, horizon_scale=2.0, dtype=np.float32
-    ) -> "PPOHParams":
-        """Validated hyperparameters broadcast to one shape (scalars for one run, arrays of sweep
-        values for a vmap over runs), in ``dtype``."""
-        _checks.positive_float("lr", lr)
-        _checks.positive_float("beta", beta, allow_zero=True)
-        _checks.positive_float("clip", clip)
-        check_unit("gae_lambda", gae_lambda, allow_zero=True)
-        check_unit("critic_rate", critic_rate, allow_zero=False)
-        _checks.positive_float("horizon_scale", horizon_scale, allow_zero=True)
-        values = np.broadcast_arrays(*(np.asarray(v, dtype) for v in (lr, beta, clip, gae_lambda, critic_rate, horizon_scale)))
-        return cls(*values)
-
-
-def check_unit(name: str, value, *, allow_zero: bool) -> None:
-    """Raise unless a concrete ``value`` lies in [0, 1] (``(0, 1]`` without ``allow_zero``)."""
-    if _checks.is_traced(value):
-        return
-    values = np.asarray(value, dtype=float)
-    low = values >= 0 if allow_zero else values > 0
-    if not (np.all(np.isfinite(values)) and np.all(low) and np.all(values <= 1)):
-        raise ValueError(f"{name} must be a number in {'[0, 1]' if allow_zero else '(0, 1]'}, got {value!r}")
+    lr: jax.Array = base.hparam(0.03, pg.LR, "learning rate of the policy")
+    beta: jax.Array = base.hparam(0.01, pg.BETA, "length penalty of the reward (module docstring: why not 3e-4)")
+    clip: jax.Array = base.hparam(0.2, validate.Number(0, low_open=True), "clipping range eps of the ratio")
+    gae_lambda: jax.Array = base.hparam(0.95, UNIT, "GAE's lambda; 1 gives Monte Carlo returns minus V")
+    critic_rate: jax.Array = base.hparam(0.5, POSITIVE_UNIT, "step of each critic pass towards the lambda-returns")
+    horizon_scale: jax.Array = base.hparam(2.0, pg.HORIZON_SCALE, "> 0: horizon min(horizon, ceil(horizon_scale * H)) "
+                                           "for the current policy's exact H; 0: the static horizon")
 
 
 class Rollouts(struct.PyTreeNode):
@@ -194,9 +189,9 @@ def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sw
 def standardize(advantage: jax.Array, moving: jax.Array) -> jax.Array:
     """``(A - mean) / std`` over the moves made (0 elsewhere, and everywhere if all ``A`` are equal)."""
     count = jnp.maximum(jnp.sum(moving), 1)
-    mean = jnp.sum(jnp.where(moving, advantage, 0.0)) / count
+    mean = ordered_total(jnp.where(moving, advantage, 0.0)) / count
     centred = jnp.where(moving, advantage - mean, 0.0)
-    std = jnp.sqrt(jnp.sum(centred**2) / count)
+    std = jnp.sqrt(ordered_total(centred**2) / count)
     return jnp.where(std > 0, centred / jnp.where(std > 0, std, 1.0), 0.0)
 
 
@@ -217,88 +212,74 @@ def clipped_surrogate(maze: Maze, logits, old_log_probs, positive, negative, cli
     Args:
       maze: the maze.
       logits: float [S, D], the policy being optimised.
-      old_log_probs: float [S, D], ``log pi_old`` (:func:`policy_gradient.log_probabilities`).
+      old_log_probs: float [S, D], ``log pi_old`` (:func:`mazejax.log_probabilities`).
       positive, negative: float32 [S, D], :func:`signed_advantage_counts` of the minibatch.
       clip: the clipping range ``eps`` > 0.
       num_walks: walks in the minibatch ``B`` (the mean's denominator).
     """
-    used = (positive != 0) | (negative != 0)
-    log_ratio = pg.log_probabilities(maze, logits) - old_log_probs
-    ratio = jnp.exp(jnp.where(used, log_ratio, 0.0)).astype(jnp.float32)
+    used, ratio = _ratio(maze, logits, old_log_probs, positive, negative)
     clip = jnp.asarray(clip, jnp.float32)
     total = positive * jnp.minimum(ratio, 1.0 + clip) + negative * jnp.maximum(ratio, 1.0 - clip)
-    return jnp.sum(jnp.where(used, total, 0.0)) / num_walks
+    return ordered_total(jnp.where(used, total, 0.0)) / num_walks
 
 
-def make_ppo(
-    steps: int,
-    horizon: int,
-    num_rollouts: int = 64,
-    *,
-    epochs: int = 4,
-    minibatches: int = 4,
-    critic_warmup: int = 10,
-    warmup_sweeps: int = 20,
-    record_every: int = 1,
-    optimizer: common.OptimizerFactory = optax.adam,
-):
-    """Build the PPO trainer for a static configuration.
+def _ratio(maze, logits, old_log_probs, positive, negative):
+    used = (positive != 0) | (negative != 0)
+    log_ratio = log_probabilities(maze, logits) - old_log_probs
+    return used, jnp.exp(jnp.where(used, log_ratio, 0.0)).astype(jnp.float32)
 
-    Args:
-      steps: iterations (static); each samples ``num_rollouts`` walks and makes
-        ``epochs * minibatches`` optimizer steps.
-      horizon: the largest horizon (static, >= 1): the length of the move buffers, the fixed
-        horizon when ``hparams.horizon_scale == 0`` and the cap of the scaled one otherwise.
-      num_rollouts: walks per iteration (static), >= 2.
-      epochs: passes over each batch (static), >= 1.
-      minibatches: minibatches of walks per pass (static), >= 1, dividing ``num_rollouts``.
-      critic_warmup: batches of the initial policy that fit the critic before training (static, >= 0).
-      warmup_sweeps: TD(lambda) passes over each warm-up batch (static, >= 1).
-      record_every: record exact H, the loss ``beta * H - 1`` (``-J`` with an unlimited horizon)
-        and ``a, b, c, d`` every this many iterations (static; divides ``steps``).
-      optimizer: ``lr -> optax.GradientTransformation`` (static); it only sees trainable logits.
-        Its state, like the critic, carries over from one batch to the next.
 
-    Returns:
-      ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable: iteration
-      ``t`` uses ``fold_in(key, t)``; ``hparams`` a :class:`PPOHParams` (leaves of shape [] per
-      run), ``maze`` any :class:`~mazejax.Maze` (vmap over :func:`mazejax.stack`-ed mazes),
-      ``init_logits`` [S, D]. Each iteration costs one exact ``H`` (the horizon rule and the
-      records) and ``num_rollouts`` walks, plus ``critic_warmup`` batches once. Compile it (and any vmap of it) with
-      :func:`mazejax.train.x64_jit`.
+def clipped_surrogate_gradient(maze: Maze, logits, old_log_probs, positive, negative, clip, num_walks: int) -> jax.Array:
+    """The gradient of :func:`clipped_surrogate` in ``logits``, float32 [S, D], in closed form.
+
+    With ``c = P 1{rho < 1 + eps} + M 1{rho > 1 - eps}`` the slope of the surrogate in each move's
+    ratio, and ``d rho[s, m'] / d theta[s, m] = rho[s, m'] (1{m = m'} - pi(m | s))``:
+    ``dL / dtheta[s, m] = (c rho)[s, m] - pi(m | s) sum_m' (c rho)[s, m']`` (over ``B``). Written out
+    (rather than by autodiff) so its row sums run in a fixed order (:mod:`mazejax.ordered`).
     """
-    steps, record_every = common.check_schedule(steps, record_every)
-    pg.check_horizon(horizon)
-    horizon = int(horizon)
-    num_rollouts = pg.check_rollouts(num_rollouts)
-    epochs = _checks.positive_int("epochs", epochs)
-    minibatches = _checks.positive_int("minibatches", minibatches)
-    critic_warmup = _checks.positive_int("critic_warmup", critic_warmup, minimum=0)
-    warmup_sweeps = _checks.positive_int("warmup_sweeps", warmup_sweeps)
-    if num_rollouts % minibatches:
-        raise ValueError(f"minibatches must divide num_rollouts = {num_rollouts}, got {minibatches}")
-    size = num_rollouts // minibatches
+    used, ratio = _ratio(maze, logits, old_log_probs, positive, negative)
+    clip = jnp.asarray(clip, jnp.float32)
+    slope = jnp.where(used, positive * (ratio < 1.0 + clip) + negative * (ratio > 1.0 - clip), 0.0) * ratio
+    pi = probabilities(maze, logits.astype(jnp.float32))
+    return (slope - pi * ordered_sum(slope, axis=-1, keepdims=True)) / num_walks
 
-    @common.in_x64
-    def train(key: jax.Array, hparams: PPOHParams, maze: Maze, init_logits: jax.Array) -> common.TrainResult:
-        tx = common.trainable_optimizer(optimizer, hparams.lr, maze)
-        beta = hparams.beta.astype(common.F64)
+
+def make_ppo(config: PPOConfig):
+    """Build the PPO trainer (``config.horizon`` must be set: it is a buffer length).
+
+    Returns ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable:
+    iteration ``t`` uses ``fold_in(key, t)``; ``hparams`` a :class:`PPOHParams` (leaves of shape []
+    per run), ``maze`` any :class:`~mazejax.Maze` (vmap over :func:`mazejax.stack`-ed mazes),
+    ``init_logits`` [S, D]. Each iteration costs one exact ``H`` (the horizon rule and the
+    records) and ``num_rollouts`` walks, plus ``critic_warmup`` batches once.
+    """
+    validate.require_x64("mazejax.train.ppo")
+    if config.horizon is None:
+        raise ValueError("PPOConfig.horizon must be set to build the trainer (it sizes the move buffers); "
+                         "mazejax.train.ppo() derives it from the initial policy")
+    horizon, num_rollouts = config.horizon, config.num_rollouts
+    size = num_rollouts // config.minibatches
+
+    def train(key: jax.Array, hparams: PPOHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
+        validate.require_x64("mazejax.train.ppo")
+        tx = base.trainable_optimizer(config, hparams.lr, maze)
+        beta = hparams.beta.astype(base.F64)
 
         warm_key, key = jax.random.split(key)
 
         def warm_critic(logits):
             """The critic of the initial policy: TD(lambda) from V = 0 over ``critic_warmup`` batches."""
-            rollout_horizon = pg.rollout_horizon(horizon, hparams.horizon_scale, common.exact_hitting_time(maze, logits))
+            rollout_horizon = pg.rollout_horizon(horizon, hparams.horizon_scale, exact.hitting_time(maze, logits))
 
             def batch(critic, index):
                 rollouts = collect(maze, logits, jax.random.fold_in(warm_key, index), num_rollouts, rollout_horizon, horizon)
-                return fit_critic(critic, rollouts, hparams.beta, hparams.gae_lambda, 1.0, warmup_sweeps), None
+                return fit_critic(critic, rollouts, hparams.beta, hparams.gae_lambda, 1.0, config.warmup_sweeps), None
 
             empty = jnp.zeros((maze.capacity.targets, maze.capacity.states), jnp.float32)
-            return lax.scan(batch, empty, jnp.arange(critic_warmup))[0]
+            return lax.scan(batch, empty, jnp.arange(config.critic_warmup, dtype=jnp.int32))[0]
 
         def measure(carry):
-            hitting_time = common.exact_hitting_time(maze, carry[0])
+            hitting_time = exact.hitting_time(maze, carry[0])
             return {"hitting_time": hitting_time, "loss": beta * hitting_time - 1.0}
 
         def step(carry, t):
@@ -310,34 +291,28 @@ def make_ppo(
             advantage, _ = advantages(rollouts, critic, hparams.beta, hparams.gae_lambda)
             critic = fit_critic(critic, rollouts, hparams.beta, hparams.gae_lambda, hparams.critic_rate, 1)
             advantage = standardize(advantage, rollouts.moving)
-            old_log_probs = pg.log_probabilities(maze, logits)
+            old_log_probs = log_probabilities(maze, logits)
 
             def update(carry, walks):
                 logits, opt_state = carry
                 minibatch = jax.tree.map(lambda x: x[walks], rollouts)
                 positive, negative = signed_advantage_counts(maze, minibatch, advantage[walks])
-                grad = jax.grad(clipped_surrogate, argnums=1)(
-                    maze, logits, old_log_probs, positive, negative, hparams.clip, size
-                )
-                updates, opt_state = tx.update(-grad, opt_state, logits)
-                return (optax.apply_updates(logits, updates), opt_state), None
+                grad = clipped_surrogate_gradient(maze, logits, old_log_probs, positive, negative, hparams.clip, size)
+                return base.descend(tx, logits, opt_state, -grad, maze), None
 
             def epoch(carry, epoch_key):
-                order = jax.random.permutation(epoch_key, num_rollouts).reshape(minibatches, size)
+                order = jax.random.permutation(epoch_key, num_rollouts).reshape(config.minibatches, size)
                 return lax.scan(update, carry, order)
 
-            (logits, opt_state), _ = lax.scan(epoch, (logits, opt_state), jax.random.split(shuffle_key, epochs))
+            (logits, opt_state), _ = lax.scan(epoch, (logits, opt_state), jax.random.split(shuffle_key, config.epochs))
             return (logits, opt_state, critic), measured
 
-        def probe(carry):
-            return {"types": common.exact_types(maze, carry[0])}
-
         critic = warm_critic(init_logits)
-        (logits, _, _), records = common.train_loop(
-            step, (init_logits, tx.init(init_logits), critic), steps=steps, record_every=record_every,
-            probe=probe, measure=measure,
+        (logits, _, _), records = base.train_loop(
+            step, (init_logits, tx.init(init_logits), critic), steps=config.steps, record_every=config.record_every,
+            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=measure,
         )
-        return common.result(logits, records, steps, record_every)
+        return base.result(logits, records, config)
 
     return train
 
@@ -347,74 +322,39 @@ def default_horizon(maze: Maze, init_logits, horizon_scale: float) -> int:
 
     Needs a concrete maze and concrete logits (it is a static size).
     """
-    if _checks.is_traced(maze) or _checks.is_traced(init_logits):
+    if validate.is_traced(maze) or validate.is_traced(init_logits):
         raise ValueError("horizon must be given when the maze or the initial logits are traced (it sets a buffer size)")
     hitting_time = float(exact.hitting_time(maze, init_logits))
     if not math.isfinite(hitting_time):
         raise ValueError("the initial policy misses a target (H = inf): pass horizon explicitly")
-    return max(1, math.ceil(max(horizon_scale, 1.0) * hitting_time))
+    return max(1, math.ceil(max(float(horizon_scale), 1.0) * hitting_time))
 
 
-def ppo(
-    maze: Maze,
-    key: jax.Array,
-    *,
-    steps: int = 200,
-    lr: float = 0.03,
-    beta: float = 0.01,
-    clip: float = 0.2,
-    gae_lambda: float = 0.95,
-    critic_rate: float = 0.5,
-    num_rollouts: int = 64,
-    epochs: int = 4,
-    minibatches: int = 4,
-    critic_warmup: int = 10,
-    warmup_sweeps: int = 20,
-    horizon: int | None = None,
-    horizon_scale: float = 2.0,
-    record_every: int = 10,
-    init_logits: jax.Array | None = None,
-    optimizer: common.OptimizerFactory = optax.adam,
-) -> common.TrainResult:
-    """PPO on one maze (see :func:`make_ppo`); compiled once per static configuration.
+PPO = base.Trainer("ppo", PPOConfig, PPOHParams, make_ppo,
+                   "PPO (clipped surrogate, tabular TD(lambda) critic, GAE), horizon twice the current exact H (Adam)")
 
-    Args:
-      maze: the maze.
-      key: PRNG key (vmap over it for seeds).
-      steps, num_rollouts, epochs, minibatches, critic_warmup, warmup_sweeps, record_every,
-        optimizer: static, see :func:`make_ppo`.
-      horizon: static maximum horizon; default ``ceil(max(horizon_scale, 1) * H)`` of the initial
-        policy (:func:`default_horizon`; the maze and initial logits must then be concrete).
-      lr, beta, clip, gae_lambda, critic_rate, horizon_scale: see :class:`PPOHParams` (default
-        horizon: twice the current exact ``H``, the paper's choice).
-      init_logits: [S, D]; default the pretrained model (float32).
 
-    Returns:
-      :class:`~mazejax.train.TrainResult` (``.logits``, exact ``.hitting_time`` every
-      ``record_every`` iterations). Inside ``jax.jit``/``vmap`` compile with x64 enabled
-      (:func:`mazejax.train.x64_jit`), as for every trainer.
-    """
-    steps, record_every = common.check_schedule(steps, record_every)
-    for name, value in (("lr", lr), ("beta", beta), ("clip", clip), ("gae_lambda", gae_lambda),
-                        ("critic_rate", critic_rate), ("horizon_scale", horizon_scale)):
-        common.check_scalar(name, value)
-    with jax.ensure_compile_time_eval():  # the default horizon needs concrete initial logits, also under jit
-        init_logits = common.initial_logits(maze, init_logits)
-        hparams = PPOHParams.create(lr, beta, clip, gae_lambda, critic_rate, horizon_scale, dtype=init_logits.dtype)
-        if horizon is None:
-            horizon = default_horizon(maze, init_logits, float(horizon_scale))
-    train = common.compiled(
-        make_ppo, steps, horizon, num_rollouts, epochs=epochs, minibatches=minibatches, critic_warmup=critic_warmup,
-        warmup_sweeps=warmup_sweeps, record_every=record_every, optimizer=optimizer,
-    )
-    return train(key, hparams, maze, init_logits)
+def ppo(maze: Maze, key: jax.Array, *, init_logits: jax.Array | None = None, **settings) -> base.TrainResult:
+    """PPO on one maze (see :func:`make_ppo`); ``settings``: fields of :class:`PPOConfig` and
+    :class:`PPOHParams`. Without ``horizon`` the buffers hold ``ceil(max(horizon_scale, 1) * H)`` moves
+    of the initial policy (:func:`default_horizon`; the maze and initial logits must be concrete).
+    Compiled once per configuration; vmap over ``key`` for seeds."""
+    if settings.get("horizon") is None:
+        with jax.ensure_compile_time_eval():  # the default horizon needs concrete initial logits, also under jit
+            init_logits = base.initial_logits(maze, init_logits)
+            scale = settings.get("horizon_scale", PPOHParams.__dataclass_fields__["horizon_scale"].default)
+            settings["horizon"] = default_horizon(maze, init_logits, scale)
+    return PPO.run(maze, key, init_logits, **settings)
 
 
 __all__ = [
+    "PPO",
+    "PPOConfig",
     "PPOHParams",
     "Rollouts",
     "advantages",
     "clipped_surrogate",
+    "clipped_surrogate_gradient",
     "collect",
     "default_horizon",
     "fit_critic",

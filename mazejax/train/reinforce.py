@@ -1,4 +1,4 @@
-"""Sampled RLVR by REINFORCE with a leave-one-out baseline (SPEC 4.2).
+"""Sampled RLVR by REINFORCE with a leave-one-out baseline (docs/model.md §4.2).
 
 Each step samples ``num_rollouts`` walks of the current policy with uniformly drawn targets, scores
 them with ``r = 1{hit} - beta * length`` (:mod:`mazejax.train.policy_gradient`) and estimates
@@ -20,44 +20,37 @@ move), so on larger mazes prefer :mod:`mazejax.train.ppo`, whose critic assigns 
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
-import numpy as np
-import optax
 from flax import struct
 
-from mazejax import simulate
+from mazejax import exact, simulate, validate
 from mazejax.maze import Maze
-from mazejax.train import common
+from mazejax.train import base
 from mazejax.train import policy_gradient as pg
 
 
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig(base.Config):
+    """Static settings of REINFORCE."""
+
+    steps: int = base.setting(400, validate.Integer(1), "optimizer steps; each samples num_rollouts fresh walks")
+    num_rollouts: int = base.setting(128, pg.ROLLOUTS, "walks per step (>= 2 for the leave-one-out baseline)")
+    record_every: int = base.setting(10, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many steps")
+    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name (it only sees trainable logits)")
+
+
 @struct.dataclass
-class ReinforceHParams:
-    """Hyperparameters a sweep may vary (array leaves; shape [] per run).
+class ReinforceHParams(base.HParams):
+    """Hyperparameters a sweep may vary (array leaves, shape [] per run)."""
 
-    Attributes:
-      lr: learning rate, > 0 (float).
-      beta: length penalty of the reward, >= 0 (float).
-      horizon: int32, the fixed horizon (``horizon_scale == 0``) or the cap of the scaled one, in
-        [1, 2**31).
-      horizon_scale: float >= 0; > 0: horizon ``min(horizon, ceil(horizon_scale * H))`` with ``H``
-        the exact hitting time of the current policy (:func:`policy_gradient.rollout_horizon`).
-    """
-
-    lr: jax.Array
-    beta: jax.Array
-    horizon: jax.Array
-    horizon_scale: jax.Array
-
-    @classmethod
-    def create(cls, lr=0.2, beta=0.01, horizon=1_000_000, horizon_scale=2.0, dtype=np.float32) -> "ReinforceHParams":
-        """Validated hyperparameters broadcast to one shape (scalars for one run, arrays of sweep
-        values for a vmap over runs); floats in ``dtype``, ``horizon`` int32."""
-        pg.check_rollout_hparams(lr, beta, horizon, horizon_scale)
-        lr, beta, horizon, horizon_scale = np.broadcast_arrays(
-            np.asarray(lr, dtype), np.asarray(beta, dtype), np.asarray(horizon, np.int32), np.asarray(horizon_scale, dtype)
-        )
-        return cls(lr=lr, beta=beta, horizon=horizon, horizon_scale=horizon_scale)
+    lr: jax.Array = base.hparam(0.2, pg.LR, "learning rate")
+    beta: jax.Array = base.hparam(0.01, pg.BETA, "length penalty of the reward")
+    horizon: jax.Array = base.hparam(1_000_000, pg.HORIZON, "fixed horizon (horizon_scale = 0) or the cap of the "
+                                     "scaled one", dtype="int32")
+    horizon_scale: jax.Array = base.hparam(2.0, pg.HORIZON_SCALE, "> 0: horizon min(horizon, ceil(horizon_scale * H)) "
+                                           "for the current policy's exact H")
 
 
 def reinforce_gradient(maze: Maze, logits: jax.Array, key: jax.Array, num_rollouts: int, horizon, beta):
@@ -82,99 +75,53 @@ def reinforce_gradient(maze: Maze, logits: jax.Array, key: jax.Array, num_rollou
     return pg.score_gradient(maze, logits, weighted, num_rollouts), walks
 
 
-def make_reinforce(
-    steps: int,
-    num_rollouts: int = 128,
-    *,
-    record_every: int = 1,
-    optimizer: common.OptimizerFactory = optax.adam,
-):
-    """Build the REINFORCE trainer for a static configuration.
+def make_reinforce(config: ReinforceConfig = ReinforceConfig()):
+    """Build the REINFORCE trainer.
 
-    Args:
-      steps: optimizer steps (static); each samples ``num_rollouts`` fresh walks.
-      num_rollouts: walks per step (static), >= 2.
-      record_every: record exact H, the loss ``beta * H - 1`` (``-J`` with an unlimited horizon)
-        and ``a, b, c, d`` every this many steps (static; divides ``steps``).
-      optimizer: ``lr -> optax.GradientTransformation`` (static); it only sees trainable logits.
-
-    Returns:
-      ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable: step ``t``
-      samples with ``fold_in(key, t)``; ``hparams`` a :class:`ReinforceHParams` (leaves of shape []
-      per run), ``maze`` any :class:`~mazejax.Maze` (vmap over :func:`mazejax.stack`-ed mazes),
-      ``init_logits`` [S, D]. Each step costs one exact ``H`` (the horizon rule and the records)
-      and ``2 * num_rollouts`` walks. Compile it (and any vmap of it) with
-      :func:`mazejax.train.x64_jit`.
+    Returns ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable: step
+    ``t`` samples with ``fold_in(key, t)``; ``hparams`` a :class:`ReinforceHParams` (leaves of shape
+    [] per run), ``maze`` any :class:`~mazejax.Maze` (vmap over :func:`mazejax.stack`-ed mazes),
+    ``init_logits`` [S, D]. Each step costs one exact ``H`` (the horizon rule and the records)
+    and ``2 * num_rollouts`` walks. Records hold the exact H, the loss ``beta * H - 1`` (``-J``
+    with an unlimited horizon) and ``a, b, c, d``.
     """
-    steps, record_every = common.check_schedule(steps, record_every)
-    num_rollouts = pg.check_rollouts(num_rollouts)
+    validate.require_x64("mazejax.train.reinforce")
 
-    @common.in_x64
-    def train(key: jax.Array, hparams: ReinforceHParams, maze: Maze, init_logits: jax.Array) -> common.TrainResult:
-        tx = common.trainable_optimizer(optimizer, hparams.lr, maze)
-        beta = hparams.beta.astype(common.F64)
+    def train(key: jax.Array, hparams: ReinforceHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
+        validate.require_x64("mazejax.train.reinforce")
+        tx = base.trainable_optimizer(config, hparams.lr, maze)
+        beta = hparams.beta.astype(base.F64)
 
         def measure(carry):
-            hitting_time = common.exact_hitting_time(maze, carry[0])
+            hitting_time = exact.hitting_time(maze, carry[0])
             return {"hitting_time": hitting_time, "loss": beta * hitting_time - 1.0}
 
         def step(carry, t):
             logits, opt_state = carry
             measured = measure(carry)
             horizon = pg.rollout_horizon(hparams.horizon, hparams.horizon_scale, measured["hitting_time"])
-            gradient, _ = reinforce_gradient(maze, logits, jax.random.fold_in(key, t), num_rollouts, horizon, hparams.beta)
-            updates, opt_state = tx.update(-gradient.astype(logits.dtype), opt_state, logits)
-            return (optax.apply_updates(logits, updates), opt_state), measured
+            key_t = jax.random.fold_in(key, t)
+            gradient, _ = reinforce_gradient(maze, logits, key_t, config.num_rollouts, horizon, hparams.beta)
+            return base.descend(tx, logits, opt_state, -gradient, maze), measured
 
-        def probe(carry):
-            return {"types": common.exact_types(maze, carry[0])}
-
-        (logits, _), records = common.train_loop(
-            step, (init_logits, tx.init(init_logits)), steps=steps, record_every=record_every,
-            probe=probe, measure=measure,
+        (logits, _), records = base.train_loop(
+            step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
+            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=measure,
         )
-        return common.result(logits, records, steps, record_every)
+        return base.result(logits, records, config)
 
     return train
 
 
-def reinforce(
-    maze: Maze,
-    key: jax.Array,
-    *,
-    steps: int = 400,
-    lr: float = 0.2,
-    beta: float = 0.01,
-    num_rollouts: int = 128,
-    horizon: int = 1_000_000,
-    horizon_scale: float = 2.0,
-    record_every: int = 10,
-    init_logits: jax.Array | None = None,
-    optimizer: common.OptimizerFactory = optax.adam,
-) -> common.TrainResult:
-    """REINFORCE on one maze (see :func:`make_reinforce`); compiled once per static configuration.
-
-    Args:
-      maze: the maze.
-      key: PRNG key (vmap over it for seeds).
-      steps, num_rollouts, record_every, optimizer: static, see :func:`make_reinforce`.
-      lr, beta, horizon, horizon_scale: see :class:`ReinforceHParams` (defaults: rollouts up to
-        twice the current exact ``H``, the paper's choice).
-      init_logits: [S, D]; default the pretrained model (float32).
-
-    Returns:
-      :class:`~mazejax.train.TrainResult` (``.logits``, exact ``.hitting_time`` every
-      ``record_every`` steps). Inside ``jax.jit``/``vmap`` compile with x64 enabled
-      (:func:`mazejax.train.x64_jit`), as for every trainer.
-    """
-    steps, record_every = common.check_schedule(steps, record_every)
-    num_rollouts = pg.check_rollouts(num_rollouts)
-    for name, value in (("lr", lr), ("beta", beta), ("horizon", horizon), ("horizon_scale", horizon_scale)):
-        common.check_scalar(name, value)
-    init_logits = common.initial_logits(maze, init_logits)
-    hparams = ReinforceHParams.create(lr, beta, horizon, horizon_scale, dtype=init_logits.dtype)
-    train = common.compiled(make_reinforce, steps, num_rollouts, record_every=record_every, optimizer=optimizer)
-    return train(key, hparams, maze, init_logits)
+REINFORCE = base.Trainer("reinforce", ReinforceConfig, ReinforceHParams, make_reinforce,
+                         "REINFORCE with a leave-one-out baseline, horizon twice the current exact H (Adam)")
 
 
-__all__ = ["ReinforceHParams", "make_reinforce", "reinforce", "reinforce_gradient"]
+def reinforce(maze: Maze, key: jax.Array, *, init_logits: jax.Array | None = None, **settings) -> base.TrainResult:
+    """REINFORCE on one maze (see :func:`make_reinforce`); ``settings``: fields of
+    :class:`ReinforceConfig` and :class:`ReinforceHParams`. Compiled once per configuration; vmap
+    over ``key`` for seeds."""
+    return REINFORCE.run(maze, key, init_logits, **settings)
+
+
+__all__ = ["REINFORCE", "ReinforceConfig", "ReinforceHParams", "make_reinforce", "reinforce", "reinforce_gradient"]

@@ -1,75 +1,94 @@
-"""RLVR with exact gradients (paper's Theorem 3, Figs. 3-4; SPEC 4.2).
+"""RLVR with exact gradients (paper's Theorem 3, Figs. 3-4; docs/model.md §4.2).
 
 Reward ``r = 1{target hit} - beta * length``; with an unlimited horizon every walk ends at the
 target, so ``J = 1 - beta * H`` and the exact gradient is ``dJ/dtheta = -beta * dH/dtheta``,
-computed by differentiating :mod:`mazejax.exact`'s float64 chain solver. The paper's optimizer is
-sign ascent ``theta += lr * sign(dJ/dtheta)`` on every trainable logit (``optax.sign_sgd`` on
-``-J``): each trainable logit moves by exactly ``lr`` per step, and ``sign(dJ)`` does not depend on
-``beta > 0`` (``beta = 0`` gives a zero gradient: nothing moves).
+computed by differentiating :func:`mazejax.exact.hitting_time` (float64). The paper's optimizer
+is sign ascent ``theta += lr * sign(dJ/dtheta)`` on every trainable logit (``optax.sign_sgd`` on
+``-J``): each trainable logit moves by exactly ``lr`` per step, and ``sign(dJ)`` does not depend
+on ``beta > 0`` (``beta = 0`` gives a zero gradient: nothing moves).
+
+Two trainers share the hyperparameters :class:`RLVRHParams`:
+
+* :func:`make_rlvr_exact` -- any maze, any optimizer, the full chain (or dense) solver per step.
+* :func:`make_rlvr_symmetric` -- the branch-symmetric fast path on paper mazes ``Maze(W, K, L)``
+  for sign ascent from a branch-symmetric start (the pretrained model): per-(type, depth) logits
+  ``theta`` [4, depths, 2] hold the logit shared by the desired moves and the one shared by the
+  other moves of every state of that type and depth; the type probability is
+  ``n_d e^{theta_d} / (n_d e^{theta_d} + n_u e^{theta_u})`` with ``(n_d, n_u)`` the number of such
+  moves ((1, L) for a and d, (L, 1) for b and c), and H is :func:`mazejax.exact.symmetric_hitting_time`
+  (O(K) per step, whatever W and L). Sign ascent on ``theta`` moves exactly the same logits by
+  exactly the same steps as sign ascent on the full tabular policy started from a symmetric one,
+  because every logit of a (type, depth, desired?) class has a gradient of the same sign; its final
+  logits are bit for bit those of the full trainer (tested).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
-import numpy as np
+import jax.numpy as jnp
 import optax
 from flax import struct
+from jax import lax
 
-from mazejax import _checks
-from mazejax.maze import Maze
-from mazejax.train import common
+from mazejax import exact, validate
+from mazejax.maze import R_PLUS, Maze
+from mazejax.policy import continues
+from mazejax.train import base
+
+
+@dataclasses.dataclass(frozen=True)
+class RLVRConfig(base.Config):
+    """Static settings of exact-gradient RLVR on the full maze."""
+
+    steps: int = base.setting(600, validate.Integer(1), "optimizer steps (the paper: 600 at W = K = 15, L = 5)")
+    record_every: int = base.setting(1, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many steps")
+    optimizer: str = base.setting("sign_sgd", base.OPTIMIZER, "optimizer name (the paper: sign ascent)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLVRSymmetricConfig(base.Config):
+    """Static settings of the branch-symmetric fast path (always sign ascent)."""
+
+    steps: int = base.setting(600, validate.Integer(1), "optimizer steps")
+    record_every: int = base.setting(1, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many steps")
+    optimizer: str = base.setting("sign_sgd", validate.Choice("sign_sgd"),
+                                  "sign ascent only: other optimizers break the equivalence with the full trainer")
 
 
 @struct.dataclass
-class RLVRHParams:
-    """Hyperparameters a sweep may vary (array leaves; add batch axes to vmap over them).
+class RLVRHParams(base.HParams):
+    """Hyperparameters a sweep may vary (array leaves, shape [] per run)."""
 
-    Attributes:
-      lr: learning rate, > 0 (float, shape [] per run).
-      beta: length penalty of the reward, >= 0 (float, shape [] per run); only scales ``J``.
+    lr: jax.Array = base.hparam(0.01, validate.Number(0, low_open=True), "learning rate (the paper: 0.01)")
+    beta: jax.Array = base.hparam(1.0, validate.Number(0), "length penalty; only scales J (sign ascent ignores it)")
+
+
+def _objective(maze: Maze, beta):
+    def objective(logits):  # -J = beta * H - 1 (float64) with H as auxiliary output
+        hitting_time = exact.hitting_time(maze, logits)
+        return beta.astype(base.F64) * hitting_time - 1.0, hitting_time
+
+    return objective
+
+
+def make_rlvr_exact(config: RLVRConfig = RLVRConfig()):
+    """Build the exact-gradient RLVR trainer.
+
+    Returns ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable: ``key``
+    is unused (the method is deterministic; it is there so every trainer has one signature),
+    ``hparams`` an :class:`RLVRHParams`, ``maze`` any :class:`~mazejax.Maze` (vmap over
+    :func:`mazejax.stack`-ed mazes), ``init_logits`` [S, D]. Each step costs one exact H and its
+    gradient; the last record costs one more H. The optimizer only sees trainable logits.
     """
+    validate.require_x64("mazejax.train.rlvr_exact")
 
-    lr: jax.Array
-    beta: jax.Array
-
-    @classmethod
-    def create(cls, lr, beta=1.0, dtype=np.float32) -> "RLVRHParams":
-        """Validated hyperparameters as ``dtype`` arrays, broadcast to one shape (scalars for one
-        run, arrays of sweep values for a vmap over runs)."""
-        _checks.positive_float("lr", lr)
-        _checks.positive_float("beta", beta, allow_zero=True)
-        lr, beta = np.broadcast_arrays(np.asarray(lr, dtype), np.asarray(beta, dtype))
-        return cls(lr=lr, beta=beta)
-
-
-def make_rlvr_exact(steps: int, *, record_every: int = 1, optimizer: common.OptimizerFactory = optax.sign_sgd):
-    """Build the exact-gradient RLVR trainer for a static configuration.
-
-    Args:
-      steps: number of optimizer steps (static).
-      record_every: record H, the loss and ``a, b, c, d`` every this many steps (static; must
-        divide ``steps``). ``1`` records after every step.
-      optimizer: ``lr -> optax.GradientTransformation`` (static); default ``optax.sign_sgd``, the
-        paper's sign ascent. It only ever sees the trainable logits (:func:`common.masked`).
-
-    Returns:
-      ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable: ``key`` is
-      unused (the method is deterministic; it is there so every trainer has one signature),
-      ``hparams`` an :class:`RLVRHParams`, ``maze`` any :class:`~mazejax.Maze` (vmap over
-      :func:`mazejax.stack`-ed mazes), ``init_logits`` [S, D]. Each step costs one exact H and
-      its gradient; H after the last step costs one more H. Compile it (and any vmap of it) with
-      :func:`mazejax.train.x64_jit`.
-    """
-    steps, record_every = common.check_schedule(steps, record_every)
-
-    @common.in_x64
-    def train(key: jax.Array, hparams: RLVRHParams, maze: Maze, init_logits: jax.Array) -> common.TrainResult:
+    def train(key: jax.Array, hparams: RLVRHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
+        validate.require_x64("mazejax.train.rlvr_exact")
         del key
-        tx = common.trainable_optimizer(optimizer, hparams.lr, maze)
-
-        def objective(logits):  # -J = beta * H - 1 (float64) with H as auxiliary output
-            hitting_time = common.exact_hitting_time(maze, logits)
-            return hparams.beta.astype(common.F64) * hitting_time - 1.0, hitting_time
+        tx = base.trainable_optimizer(config, hparams.lr, maze)
+        objective = _objective(maze, hparams.beta)
 
         def measure(carry):
             loss, hitting_time = objective(carry[0])
@@ -78,50 +97,150 @@ def make_rlvr_exact(steps: int, *, record_every: int = 1, optimizer: common.Opti
         def step(carry, t):
             logits, opt_state = carry
             (loss, hitting_time), grad = jax.value_and_grad(objective, has_aux=True)(logits)
-            updates, opt_state = tx.update(grad.astype(logits.dtype), opt_state, logits)
-            return (optax.apply_updates(logits, updates), opt_state), {"hitting_time": hitting_time, "loss": loss}
+            return base.descend(tx, logits, opt_state, grad, maze), {"hitting_time": hitting_time, "loss": loss}
 
-        def probe(carry):
-            return {"types": common.exact_types(maze, carry[0])}
-
-        (logits, _), records = common.train_loop(
-            step, (init_logits, tx.init(init_logits)), steps=steps, record_every=record_every,
-            probe=probe, measure=measure,
+        (logits, _), records = base.train_loop(
+            step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
+            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=measure,
         )
-        return common.result(logits, records, steps, record_every)
+        return base.result(logits, records, config)
 
     return train
 
 
-def rlvr_exact(
-    maze: Maze,
-    steps: int,
-    lr: float,
-    *,
-    beta: float = 1.0,
-    record_every: int = 1,
-    init_logits: jax.Array | None = None,
-    optimizer: common.OptimizerFactory = optax.sign_sgd,
-) -> common.TrainResult:
-    """Exact-gradient RLVR on one maze (see :func:`make_rlvr_exact`); compiled once per static config.
+# ----------------------------------------------------------------------------------------
+# The branch-symmetric fast path
 
-    Args:
-      maze: the maze.
-      steps: number of steps, >= 1.
-      lr: learning rate, > 0 (the paper uses 0.01 with sign ascent).
-      beta: length penalty, >= 0 (does not change sign ascent for beta > 0).
-      record_every: recording resolution (divides ``steps``); the default records every step, so
-        ``result.hitting_time`` is float64 [steps + 1] (before the first step, then after each).
-      init_logits: [S, D]; default the pretrained model (float32). float64 logits train in float64.
-      optimizer: ``lr -> optax.GradientTransformation``; default sign ascent (``optax.sign_sgd``).
+
+def symmetric_probabilities(theta: jax.Array, L: jax.Array) -> jax.Array:
+    """Type probabilities [4, depths] (a, b, c, d) of per-type logits ``theta`` [4, depths, 2]."""
+    L = jnp.asarray(L, theta.dtype)
+    n_desired = jnp.stack([jnp.ones_like(L), L, L, jnp.ones_like(L)])[:, None]
+    n_other = jnp.stack([L, jnp.ones_like(L), jnp.ones_like(L), L])[:, None]
+    return jax.nn.sigmoid(theta[..., 0] - theta[..., 1] + jnp.log(n_desired / n_other))
+
+
+def symmetric_logits(maze: Maze, theta: jax.Array) -> jax.Array:
+    """The tabular logits [S, D] of per-type logits ``theta`` [4, depths, 2] on a paper maze.
+
+    Desired moves of a typed state get ``theta[type, depth - 1, 0]``, its other moves
+    ``theta[type, depth - 1, 1]``; untyped states get 0 on valid moves.
     """
-    steps, record_every = common.check_schedule(steps, record_every)
-    common.check_scalar("lr", lr)
-    common.check_scalar("beta", beta)
-    init_logits = common.initial_logits(maze, init_logits)
-    hparams = RLVRHParams.create(lr, beta, dtype=init_logits.dtype)
-    train = common.compiled(make_rlvr_exact, steps, record_every=record_every, optimizer=optimizer)
-    return train(jax.random.key(0), hparams, maze, init_logits)
+    state_type = jnp.asarray(maze.state_type)
+    row = theta[jnp.maximum(state_type, 0), jnp.maximum(jnp.asarray(maze.depth) - 1, 0)]  # [S, 2]
+    typed = jnp.where(continues(maze), row[:, :1], row[:, 1:])
+    logits = jnp.where((state_type >= 0)[:, None], typed, jnp.zeros((), theta.dtype))
+    return jnp.where(jnp.asarray(maze.valid), logits, -jnp.inf)
 
 
-__all__ = ["RLVRHParams", "make_rlvr_exact", "rlvr_exact"]
+def symmetric_theta(maze: Maze, logits: jax.Array) -> jax.Array:
+    """Per-type logits [4, depths, 2] read off a branch-symmetric tabular policy (inverse of
+    :func:`symmetric_logits` on such policies): the first state of each (type, depth) gives the
+    desired and the other logit. Types absent from the maze get 0."""
+    depths = maze.capacity.depths
+    state_type, depth = jnp.asarray(maze.state_type), jnp.asarray(maze.depth)
+    member = (state_type[None, None, :] == jnp.arange(4)[:, None, None]) & (
+        depth[None, None, :] == jnp.arange(1, depths + 1)[None, :, None])  # [4, depths, S]
+    first = jnp.argmax(member, axis=-1)
+    present = jnp.any(member, axis=-1)
+    cont, valid = continues(maze)[first], jnp.asarray(maze.valid)[first]  # [4, depths, D]
+    rows = jnp.asarray(logits)[first]
+    desired = jnp.take_along_axis(rows, jnp.argmax(cont, axis=-1)[..., None], axis=-1)[..., 0]
+    other = jnp.take_along_axis(rows, jnp.argmax(valid & ~cont, axis=-1)[..., None], axis=-1)[..., 0]
+    return jnp.where(present[..., None], jnp.stack([desired, other], axis=-1), jnp.zeros((), rows.dtype))
+
+
+def paper_sizes(maze: Maze):
+    """(W, K, L) of a (padded, possibly traced) paper maze ``Maze(W, K, L)`` as int32 scalars."""
+    W = jnp.sum(jnp.asarray(maze.target_mask)).astype(jnp.int32)
+    K = jnp.max(jnp.asarray(maze.depth)).astype(jnp.int32)
+    first_diamond = (jnp.asarray(maze.state_type) == R_PLUS) & (jnp.asarray(maze.depth) == 1)
+    L = (jnp.sum(first_diamond) // W).astype(jnp.int32)
+    return W, K, L
+
+
+def make_rlvr_symmetric(config: RLVRSymmetricConfig = RLVRSymmetricConfig()):
+    """Build the branch-symmetric exact-RLVR trainer (module docstring).
+
+    Returns ``train(key, hparams, maze, init_logits) -> TrainResult`` like :func:`make_rlvr_exact`,
+    for paper mazes ``Maze(W, K, L)`` (uniform depth and multiplicity; padded and traced ones
+    included) and a branch-symmetric ``init_logits`` (the pretrained model; other inits are read
+    through :func:`symmetric_theta`). H is recorded by the symmetric solver; ``a, b, c, d`` from
+    ``theta``. Cost per step O(K), independent of W and L.
+    """
+    validate.require_x64("mazejax.train.rlvr_symmetric")
+
+    def train(key: jax.Array, hparams: RLVRHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
+        validate.require_x64("mazejax.train.rlvr_symmetric")
+        del key
+        W, K, L = paper_sizes(maze)
+        branches = maze.capacity.branches
+        tx = optax.sign_sgd(hparams.lr)
+        beta = hparams.beta.astype(base.F64)
+
+        def objective(theta):
+            H = exact.symmetric_hitting_time(symmetric_probabilities(theta.astype(base.F64), L), W, K, branches)
+            return beta * H - 1.0, H
+
+        def records(theta):
+            loss, H = objective(theta)
+            p = symmetric_probabilities(theta.astype(base.F64), L)
+            return {"hitting_time": H, "loss": loss, "types": dict(zip("abcd", p))}
+
+        def chunk(carry, _):
+            recorded = records(carry[0])
+
+            def step(carry, _):
+                theta, state = carry
+                grad = jax.grad(lambda t: objective(t)[0])(theta)
+                updates, state = tx.update(grad.astype(theta.dtype), state, theta)
+                return (optax.apply_updates(theta, updates), state), None
+
+            carry, _ = lax.scan(step, carry, None, length=config.record_every)
+            return carry, recorded
+
+        theta = symmetric_theta(maze, init_logits)
+        (theta, _), history = lax.scan(chunk, (theta, tx.init(theta)), None, length=config.steps // config.record_every)
+        history = jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), history, records(theta))
+        return base.result(symmetric_logits(maze, theta), history, config)
+
+    return train
+
+
+RLVR_EXACT = base.Trainer("rlvr_exact", RLVRConfig, RLVRHParams, make_rlvr_exact,
+                          "exact-gradient RLVR (sign ascent by default; paper's Thm 3)")
+RLVR_SYMMETRIC = base.Trainer("rlvr_symmetric", RLVRSymmetricConfig, RLVRHParams, make_rlvr_symmetric,
+                              "exact-gradient RLVR by the branch-symmetric fast path (same trajectory, O(K) per step)")
+
+
+def rlvr_exact(maze: Maze, *, init_logits: jax.Array | None = None, **settings) -> base.TrainResult:
+    """Exact-gradient RLVR on one maze; ``settings``: fields of :class:`RLVRConfig` and
+    :class:`RLVRHParams` (e.g. ``steps=600, lr=0.01``). Compiled once per configuration.
+
+    With the default ``record_every = 1``, ``result.hitting_time`` is float64 [steps + 1] (before
+    the first step, then after each). ``init_logits`` default: the pretrained model (float32).
+    """
+    return RLVR_EXACT.run(maze, None, init_logits, **settings)
+
+
+def rlvr_symmetric(maze: Maze, *, init_logits: jax.Array | None = None, **settings) -> base.TrainResult:
+    """The branch-symmetric fast path of :func:`rlvr_exact` on one paper maze (same settings but the
+    optimizer, always sign ascent)."""
+    return RLVR_SYMMETRIC.run(maze, None, init_logits, **settings)
+
+
+__all__ = [
+    "RLVRConfig",
+    "RLVRHParams",
+    "RLVRSymmetricConfig",
+    "RLVR_EXACT",
+    "RLVR_SYMMETRIC",
+    "make_rlvr_exact",
+    "make_rlvr_symmetric",
+    "paper_sizes",
+    "rlvr_exact",
+    "rlvr_symmetric",
+    "symmetric_logits",
+    "symmetric_probabilities",
+    "symmetric_theta",
+]

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning on golden paths (paper's Theorem 2; SPEC 4.1).
+"""Supervised fine-tuning on golden paths (paper's Theorem 2; docs/model.md §4.1).
 
 *Data.* A golden path starts in ``s0 -> f``, draws the target leaf uniformly and walks straight to
 it along the target's branch, crossing every link (diamond) by a uniformly drawn parallel copy:
@@ -14,37 +14,52 @@ normalised within each path (:func:`golden_transitions` gives the exact populati
 :func:`sample_golden_transitions` the ``w`` of a minibatch, an unbiased estimate). Rows never in the
 data have zero gradient, so their logits (the backward types ``b, d``) never move.
 
-*Default optimizer:* ``optax.adam`` with learning rate 0.1. Adam moves each logit by about ``lr``
+*Default optimizer:* Adam with learning rate 0.1. Adam moves each logit by about ``lr``
 per step while the gradient keeps its sign, so ``a, c -> 1`` geometrically; plain gradient
 descent (``optax.sgd``) also converges but only like ``1 - a ~ 1 / t``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 from jax import lax
 
-from mazejax import _checks
+from mazejax import validate
 from mazejax.maze import Maze
+from mazejax.ordered import ordered_sum, ordered_total
 from mazejax.policy import probabilities
-from mazejax.train import common
+from mazejax.train import base
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTExactConfig(base.Config):
+    """Static settings of exact (population) SFT: every step is one gradient of the exact loss."""
+
+    steps: int = base.setting(300, validate.Integer(1), "optimizer steps")
+    record_every: int = base.setting(1, validate.Integer(1), "record exact H, loss and a, b, c, d every this many steps")
+    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name")
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig(base.Config):
+    """Static settings of sampled (minibatch) SFT on golden paths."""
+
+    steps: int = base.setting(300, validate.Integer(1), "optimizer steps")
+    batch_size: int = base.setting(32, validate.Integer(1), "golden paths per step")
+    record_every: int = base.setting(1, validate.Integer(1), "record exact H, loss and a, b, c, d every this many steps")
+    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name")
 
 
 @struct.dataclass
-class SFTHParams:
-    """Hyperparameters a sweep may vary (array leaves). ``lr``: learning rate > 0, shape [] per run."""
+class SFTHParams(base.HParams):
+    """Hyperparameters a sweep may vary (array leaves, shape [] per run)."""
 
-    lr: jax.Array
-
-    @classmethod
-    def create(cls, lr, dtype=np.float32) -> "SFTHParams":
-        """Validated hyperparameters as ``dtype`` arrays (a scalar or an array of sweep values)."""
-        _checks.positive_float("lr", lr)
-        return cls(lr=np.asarray(lr, dtype))
+    lr: jax.Array = base.hparam(0.1, validate.Number(0, low_open=True), "learning rate")
 
 
 # ----------------------------------------------------------------------------------------
@@ -95,10 +110,10 @@ def golden_transitions(maze: Maze, dtype=jnp.float32) -> jax.Array:
 
     start = jnp.zeros((T, S), dtype).at[:, 0].set(1.0)
     _, flows = lax.scan(push, start, None, length=maze.capacity.levels)
-    counts = jnp.sum(flows, axis=0)  # [T, S, D]
-    per_target = counts / jnp.maximum(jnp.sum(counts, axis=(1, 2), keepdims=True), 1.0)
+    counts = ordered_sum(flows, axis=0)  # [T, S, D]
+    per_target = counts / jnp.maximum(jax.vmap(ordered_total)(counts)[:, None, None], 1.0)
     target_mask = jnp.asarray(maze.target_mask)
-    return jnp.sum(jnp.where(target_mask[:, None, None], per_target, 0.0), axis=0) / jnp.sum(target_mask)
+    return ordered_sum(jnp.where(target_mask[:, None, None], per_target, 0.0), axis=0) / jnp.sum(target_mask)
 
 
 def sample_golden_transitions(key: jax.Array, maze: Maze, batch_size: int, dtype=jnp.float32) -> jax.Array:
@@ -128,7 +143,7 @@ def sample_golden_transitions(key: jax.Array, maze: Maze, batch_size: int, dtype
         return jnp.zeros(S * D, dtype).at[flat].add(weight.astype(dtype))
 
     paths = jax.vmap(path)(jnp.arange(batch_size))
-    return (jnp.sum(paths, axis=0) / batch_size).reshape(S, D)
+    return (ordered_sum(paths, axis=0) / batch_size).reshape(S, D)
 
 
 def cross_entropy(maze: Maze, logits: jax.Array, weights: jax.Array) -> jax.Array:
@@ -139,7 +154,18 @@ def cross_entropy(maze: Maze, logits: jax.Array, weights: jax.Array) -> jax.Arra
     """
     pi = probabilities(maze, logits)
     used = weights > 0
-    return -jnp.sum(jnp.where(used, weights * jnp.log(jnp.where(used, pi, 1.0)), 0.0))
+    return -ordered_total(jnp.where(used, weights * jnp.log(jnp.where(used, pi, 1.0)), 0.0))
+
+
+def cross_entropy_gradient(maze: Maze, logits: jax.Array, weights: jax.Array) -> jax.Array:
+    """The gradient of :func:`cross_entropy` in ``logits``, [S, D]: ``(sum_m w[s, m]) pi(. | s) - w[s]``.
+
+    In closed form (the softmax's), rather than by autodiff, so its row sums run in a fixed order
+    (:mod:`mazejax.ordered`); zero on invalid moves.
+    """
+    weights = weights.astype(logits.dtype)
+    pi = probabilities(maze, logits)
+    return jnp.where(jnp.asarray(maze.valid), ordered_sum(weights, axis=-1, keepdims=True) * pi - weights, 0.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -154,7 +180,7 @@ def limit_logits(maze: Maze, init_logits: jax.Array, targets: jax.Array, rows: j
     while unsupervised rows get zero gradient; so trainable supervised rows take
     ``log targets[s]`` (``-inf`` off the data) and every other row keeps ``init_logits``.
     """
-    total = jnp.sum(targets, axis=-1, keepdims=True)
+    total = ordered_sum(targets, axis=-1, keepdims=True)
     distribution = targets / jnp.where(total > 0, total, 1.0)
     supervised = (rows & jnp.asarray(maze.trainable))[:, None]
     return jnp.where(supervised, jnp.log(distribution).astype(init_logits.dtype), init_logits)
@@ -165,12 +191,10 @@ def sft_limit(maze: Maze, init_logits: jax.Array | None = None) -> jax.Array:
 
     Rows on golden paths become their golden distribution (``a = c = 1``); the rest keep
     ``init_logits`` (pretrained by default: ``b = L/(L+1)``, ``d = 1/(L+1)``). Its exact H is the
-    SFT limit of SPEC 3 (2966043.18944 at W = K = L + 1 = 6).
+    SFT limit of docs/model.md §3 (2966043.18944 at W = K = L + 1 = 6).
     """
     _require_chain_layout(maze)
-    init_logits = common.initial_logits(maze, init_logits)
-    with jax.enable_x64(True):
-        return _sft_limit(maze, init_logits)
+    return _sft_limit(maze, base.initial_logits(maze, init_logits))
 
 
 @jax.jit
@@ -182,24 +206,7 @@ def _sft_limit(maze: Maze, init_logits: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------------------
 # Trainers
 
-
-def _sft_train(steps: int, record_every: int, optimizer: common.OptimizerFactory, batch_weights):
-    """The SFT loop shared by the exact and the sampled trainer.
-
-    ``batch_weights(key, t, maze, dtype)`` gives the transition weights [S, D] of step ``t``.
-    """
-
-    @common.in_x64
-    def train(key: jax.Array, hparams: SFTHParams, maze: Maze, init_logits: jax.Array) -> common.TrainResult:
-        _require_chain_layout(maze)
-        tx = common.trainable_optimizer(optimizer, hparams.lr, maze)
-        batch = lambda t, dtype: batch_weights(key, t, maze, dtype)  # noqa: E731
-        return fit_transitions(tx, maze, init_logits, golden_transitions(maze, common.F64), batch, steps, record_every)
-
-    return train
-
-
-def fit_transitions(tx, maze: Maze, init_logits, population, batch, steps: int, record_every: int) -> common.TrainResult:
+def fit_transitions(tx, maze: Maze, init_logits, population, batch, config: base.Config) -> base.TrainResult:
     """Cross-entropy training on transition weights (SFT and distillation share it).
 
     ``batch(t, dtype)`` gives the weights [S, D] of step ``t``; ``population`` [S, D] the exact
@@ -208,115 +215,93 @@ def fit_transitions(tx, maze: Maze, init_logits, population, batch, steps: int, 
 
     def probe(carry):
         logits = carry[0]
-        return {
-            "hitting_time": common.exact_hitting_time(maze, logits),
-            "loss": cross_entropy(maze, logits.astype(common.F64), population),
-            "types": common.exact_types(maze, logits),
-        }
+        return {**base.exact_metrics(maze, logits), "loss": cross_entropy(maze, logits.astype(base.F64), population)}
 
     def step(carry, t):
         logits, opt_state = carry
-        grad = jax.grad(cross_entropy, argnums=1)(maze, logits, batch(t, logits.dtype))
-        updates, opt_state = tx.update(grad, opt_state, logits)
-        return (optax.apply_updates(logits, updates), opt_state), {}
+        grad = cross_entropy_gradient(maze, logits, batch(t, logits.dtype))
+        return base.descend(tx, logits, opt_state, grad, maze), {}
 
-    (logits, _), records = common.train_loop(
-        step, (init_logits, tx.init(init_logits)), steps=steps, record_every=record_every,
+    (logits, _), records = base.train_loop(
+        step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
         probe=probe, measure=lambda carry: {},
     )
-    return common.result(logits, records, steps, record_every)
+    return base.result(logits, records, config)
 
 
-def make_sft_exact(steps: int, *, record_every: int = 1, optimizer: common.OptimizerFactory = optax.adam):
-    """Build the exact (population) SFT trainer for a static configuration.
+def _make(config: base.Config, batch_weights):
+    """The SFT trainer on golden paths; ``batch_weights(key, t, maze, dtype)`` gives step ``t``'s data."""
+    validate.require_x64("mazejax.train SFT")
 
-    Args:
-      steps: optimizer steps (static).
-      record_every: record exact H, the exact loss and ``a, b, c, d`` every this many steps
-        (static, divides ``steps``); each record costs one exact H.
-      optimizer: ``lr -> optax.GradientTransformation`` (static); default ``optax.adam``.
+    def train(key: jax.Array, hparams: SFTHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
+        validate.require_x64("mazejax.train SFT")
+        _require_chain_layout(maze)
+        tx = base.trainable_optimizer(config, hparams.lr, maze)
+        batch = lambda t, dtype: batch_weights(key, t, maze, dtype)  # noqa: E731
+        return fit_transitions(tx, maze, init_logits, golden_transitions(maze, base.F64), batch, config)
 
-    Returns:
-      ``train(key, hparams, maze, init_logits) -> TrainResult`` (pure, traceable; ``key`` unused,
-      the method is deterministic). Each step is one gradient of the exact population
-      cross-entropy :func:`cross_entropy` with :func:`golden_transitions`. Compile it (and any
-      vmap of it) with :func:`mazejax.train.x64_jit`.
+    return train
+
+
+def make_sft_exact(config: SFTExactConfig = SFTExactConfig()):
+    """Build the exact (population) SFT trainer.
+
+    Returns ``train(key, hparams, maze, init_logits) -> TrainResult`` (pure, traceable; ``key``
+    unused, the method is deterministic). Each step is one gradient of the exact population
+    cross-entropy :func:`cross_entropy` with :func:`golden_transitions`.
     """
-    steps, record_every = common.check_schedule(steps, record_every)
 
     def population(key, t, maze, dtype):
         del key, t
         return golden_transitions(maze, dtype)
 
-    return _sft_train(steps, record_every, optimizer, population)
+    return _make(config, population)
 
 
-def make_sft(steps: int, batch_size: int, *, record_every: int = 1, optimizer: common.OptimizerFactory = optax.adam):
-    """Build the sampled (minibatch) SFT trainer for a static configuration.
+def make_sft(config: SFTConfig = SFTConfig()):
+    """Build the sampled (minibatch) SFT trainer.
 
-    Step ``t`` trains on ``batch_size`` golden paths drawn with ``jax.random.fold_in(key, t)``
+    Step ``t`` trains on ``config.batch_size`` golden paths drawn with ``jax.random.fold_in(key, t)``
     (:func:`sample_golden_transitions`). Records hold the *exact* population loss and H, not the
-    noisy minibatch loss. Other arguments and the returned ``train`` as in :func:`make_sft_exact`
-    (here ``key`` drives the sampler).
+    noisy minibatch loss.
     """
-    steps, record_every = common.check_schedule(steps, record_every)
-    batch_size = _checks.positive_int("batch_size", batch_size)
 
     def minibatch(key, t, maze, dtype):
-        return sample_golden_transitions(jax.random.fold_in(key, t), maze, batch_size, dtype)
+        return sample_golden_transitions(jax.random.fold_in(key, t), maze, config.batch_size, dtype)
 
-    return _sft_train(steps, record_every, optimizer, minibatch)
-
-
-def _run(make, key, maze, lr, init_logits, *static, **options) -> common.TrainResult:
-    """Validate the per-run arguments, then call the cached compiled trainer."""
-    _require_chain_layout(maze)
-    common.check_scalar("lr", lr)
-    init_logits = common.initial_logits(maze, init_logits)
-    hparams = SFTHParams.create(lr, dtype=init_logits.dtype)
-    return common.compiled(make, *static, **options)(key, hparams, maze, init_logits)
+    return _make(config, minibatch)
 
 
-def sft_exact(
-    maze: Maze,
-    steps: int,
-    lr: float = 0.1,
-    *,
-    record_every: int = 1,
-    init_logits: jax.Array | None = None,
-    optimizer: common.OptimizerFactory = optax.adam,
-) -> common.TrainResult:
-    """Exact population SFT on one maze (see :func:`make_sft_exact`); compiled once per static config.
+SFT_EXACT = base.Trainer("sft_exact", SFTExactConfig, SFTHParams, make_sft_exact,
+                         "exact population SFT on golden paths")
+SFT = base.Trainer("sft", SFTConfig, SFTHParams, make_sft, "sampled minibatch SFT on golden paths")
 
-    ``result.hitting_time`` is float64 [steps // record_every + 1] (by default every step, step 0
-    first). ``init_logits`` default: the pretrained model (float32); float64 logits train in float64.
+
+def sft_exact(maze: Maze, *, init_logits: jax.Array | None = None, **settings) -> base.TrainResult:
+    """Exact population SFT on one maze; ``settings``: fields of :class:`SFTExactConfig` and
+    :class:`SFTHParams` (e.g. ``steps=500, lr=0.1``). Compiled once per configuration.
+
+    ``result.hitting_time`` is float64 [steps // record_every + 1]. ``init_logits`` default: the
+    pretrained model (float32); float64 logits train in float64.
     """
-    steps, record_every = common.check_schedule(steps, record_every)
-    return _run(make_sft_exact, jax.random.key(0), maze, lr, init_logits, steps,
-                record_every=record_every, optimizer=optimizer)
+    return SFT_EXACT.run(maze, None, init_logits, **settings)
 
 
-def sft(
-    maze: Maze,
-    key: jax.Array,
-    steps: int,
-    lr: float = 0.1,
-    *,
-    batch_size: int = 32,
-    record_every: int = 1,
-    init_logits: jax.Array | None = None,
-    optimizer: common.OptimizerFactory = optax.adam,
-) -> common.TrainResult:
-    """Sampled minibatch SFT on one maze (see :func:`make_sft`); compiled once per static config."""
-    steps, record_every = common.check_schedule(steps, record_every)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    return _run(make_sft, key, maze, lr, init_logits, steps, batch_size,
-                record_every=record_every, optimizer=optimizer)
+def sft(maze: Maze, key: jax.Array, *, init_logits: jax.Array | None = None, **settings) -> base.TrainResult:
+    """Sampled minibatch SFT on one maze; ``settings``: fields of :class:`SFTConfig` and
+    :class:`SFTHParams`. Compiled once per configuration."""
+    return SFT.run(maze, key, init_logits, **settings)
 
 
 __all__ = [
+    "SFT",
+    "SFTConfig",
+    "SFTExactConfig",
     "SFTHParams",
+    "SFT_EXACT",
     "cross_entropy",
+    "cross_entropy_gradient",
+    "fit_transitions",
     "golden_policy",
     "golden_transitions",
     "limit_logits",

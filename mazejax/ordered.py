@@ -1,0 +1,59 @@
+"""Float sums whose bits depend only on the entries, never on the array's shape or batch.
+
+XLA:CPU picks a reduction's summation order from the operand's whole shape: summing each row of
+an ``[N, D]`` array over ``D`` runs left to right below 4096 elements and in another order from
+4096 on (jaxlib 0.10.2, AVX-512). Under ``vmap`` the batch is part of that shape, so the same
+run's sums changed with the batch size, the share of runs per device and the padded capacity, and
+a sweep reported different numbers for the same run in different grids. :func:`ordered_sum` adds
+the entries one at a time, left to right, with elementwise adds (XLA does not reassociate them),
+so its bits depend only on the entries in order; zero padding appended at the end adds an exact
+``+0.0``. Every float reduction that feeds a result (probabilities, gradients, metrics) uses it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+UNROLL = 32  # axes up to this length are summed with unrolled adds, longer ones in a fori_loop
+
+
+def ordered_sum(x, axis: int = -1, keepdims: bool = False) -> jax.Array:
+    """``sum(x, axis)`` computed as ``((x_0 + x_1) + x_2) + ...``, whatever the shape of ``x``."""
+    x = jnp.moveaxis(jnp.asarray(x), axis, 0)
+    n = x.shape[0]
+    if n == 0:
+        total = jnp.zeros(x.shape[1:], x.dtype)
+    elif n <= UNROLL:
+        total = x[0]
+        for j in range(1, n):
+            total = total + x[j]
+    else:
+        total = lax.fori_loop(1, n, lambda j, acc: acc + x[j], x[0])
+    return jnp.expand_dims(total, axis) if keepdims else total
+
+
+def ordered_cumsum(x, axis: int = -1) -> jax.Array:
+    """``cumsum(x, axis)`` as running left-to-right sums (a short axis, unrolled)."""
+    x = jnp.moveaxis(jnp.asarray(x), axis, 0)
+    running = [x[0]]
+    for j in range(1, x.shape[0]):
+        running.append(running[-1] + x[j])
+    return jnp.moveaxis(jnp.stack(running), 0, axis)
+
+
+def ordered_total(x) -> jax.Array:
+    """The sum of every entry of ``x`` (row-major order): rows of the last axis first, then the rest."""
+    x = jnp.asarray(x)
+    while x.ndim > 0:
+        x = ordered_sum(x, axis=-1)
+    return x
+
+
+def ordered_mean(x, axis: int = -1) -> jax.Array:
+    """``mean(x, axis)`` from :func:`ordered_sum`."""
+    return ordered_sum(x, axis) / jnp.shape(x)[axis]
+
+
+__all__ = ["ordered_cumsum", "ordered_mean", "ordered_sum", "ordered_total"]

@@ -1,0 +1,258 @@
+"""The sweep's methods: each trainer (and the untrained baselines) behind one interface.
+
+A :class:`Method` declares its settings (:class:`Param`: default, rule, whether it is *static* --
+it fixes the compiled program -- or a *leaf* a sweep may vary inside one program) and builds,
+from the static ones and the padded maze capacity, a pure function
+
+    run(key, leaves, maze, init_logits) -> Outcome
+
+that :mod:`mazejax.sweep.driver` vmaps over runs. ``leaves`` is a dict of scalar arrays. Methods
+built on a trainer take its settings and defaults from the trainer's ``Config`` and ``HParams``
+dataclasses (:mod:`mazejax.train.base`); only what the sweep adds (Monte Carlo evaluation of
+the trained policy, the distillation teacher, the search scaffold) is declared here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mazejax import exact, reference, simulate, validate
+from mazejax.maze import Capacity, Maze
+from mazejax.ordered import ordered_sum
+from mazejax.policy import backtracker_logits, sft_limit_logits
+from mazejax.train import DISTILL, PPO, REINFORCE, RLVR_EXACT, RLVR_SYMMETRIC, SFT, SFT_EXACT, Trainer
+from mazejax.train.base import exact_types
+
+
+class Outcome(NamedTuple):
+    """What a method returns for one run.
+
+    logits: final policy [S, D]. step: int32 [R] steps at which ``hitting_time`` [R] (float64,
+    exact H) was recorded; the last record is the final policy. ``mc``: optional
+    (length [n] int, success [n] bool) from rollouts of the final policy, for sampled methods.
+    """
+
+    logits: jax.Array
+    step: jax.Array
+    hitting_time: jax.Array
+    mc: tuple | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One setting of a method: default, rule, static (fixes the program) or a leaf, dtype, doc."""
+
+    default: object
+    rule: validate.Rule
+    static: bool
+    dtype: str = "float"
+    doc: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A sweep method. ``build(static, capacity) -> run(key, leaves: dict, maze, init_logits) -> Outcome``.
+
+    ``resolve(static, capacity)`` fills settings whose default depends on the grid (PPO's buffer
+    length) before a run's identity is formed, so a row always records the value that was used.
+    ``memory(static, capacity)`` estimates the bytes one run needs inside a vmapped chunk.
+    """
+
+    name: str
+    params: dict
+    build: Callable
+    memory: Callable
+    resolve: Callable = staticmethod(lambda static, capacity: static)
+    sampled: bool = False
+    doc: str = ""
+
+
+def _from_trainer(trainer: Trainer) -> dict:
+    """The trainer's settings as sweep params: config fields static, hyperparameters leaves."""
+    params = {f.name: Param(f.default, f.metadata["rule"], True, doc=f.metadata["doc"]) for f in trainer.config_fields()}
+    for f in trainer.hparam_fields():
+        params[f.name] = Param(f.default, f.metadata["rule"], False, f.metadata["dtype"], f.metadata["doc"])
+    return params
+
+
+_EVALUATION = {
+    "eval_rollouts": Param(1000, validate.Integer(2), True, doc="Monte Carlo walks of the trained policy"),
+    "eval_horizon": Param(100_000, validate.Integer(1, 2**31 - 1), True, doc="their horizon"),
+}
+_SEARCH = {
+    "rollouts": Param(1000, validate.Integer(2), True, doc="walks under the scaffold"),
+    "horizon": Param(1_000_000, validate.Integer(1, 2**31 - 1), True, doc="their proposal horizon"),
+    "mode": Param("aggregate", validate.Choice(*simulate.SEARCH_MODES), True, doc="scaffold semantics"),
+}
+_TEACHER = {
+    "teacher_steps": Param(600, validate.Integer(1), True, doc="steps of the exact-RLVR teacher (symmetric fast path)"),
+    "teacher_lr": Param(0.01, validate.Number(0, low_open=True), False, doc="its sign-ascent learning rate"),
+}
+
+
+def _config(trainer: Trainer, static: dict):
+    return trainer.Config(**{f.name: static[f.name] for f in trainer.config_fields()})
+
+
+def _hparams(trainer: Trainer, leaves: dict, **data):
+    return trainer.HParams(**{f.name: leaves[f.name] for f in trainer.hparam_fields()}, **data)
+
+
+def _trained(result, mc=None) -> Outcome:
+    return Outcome(result.logits, result.step, result.hitting_time, mc)
+
+
+def _evaluated(static, key, maze, result) -> Outcome:
+    """The trained policy with ``eval_rollouts`` Monte Carlo walks of at most ``eval_horizon`` moves."""
+    walks = simulate.sample_walks(maze, result.logits, key, static["eval_rollouts"], static["eval_horizon"])
+    return _trained(result, (walks.length, walks.success))
+
+
+def _build_trainer(trainer: Trainer, evaluate: bool):
+    def build(static, capacity):
+        train = trainer.make(_config(trainer, static))
+
+        def run(key, leaves, maze, init):
+            train_key, eval_key = jax.random.split(key)
+            result = train(train_key, _hparams(trainer, leaves), maze, init)
+            return _evaluated(static, eval_key, maze, result) if evaluate else _trained(result)
+
+        return run
+
+    return build
+
+
+def _build_distill(static, capacity):
+    teacher = RLVR_SYMMETRIC.make(RLVR_SYMMETRIC.Config(steps=static["teacher_steps"], record_every=static["teacher_steps"]))
+    train = DISTILL.make(_config(DISTILL, static))
+
+    def run(key, leaves, maze, init):
+        train_key, eval_key = jax.random.split(key)
+        teacher_hparams = RLVR_SYMMETRIC.HParams(lr=leaves["teacher_lr"], beta=jnp.ones_like(leaves["teacher_lr"]))
+        teacher_logits = teacher(train_key, teacher_hparams, maze, init).logits
+        result = train(train_key, _hparams(DISTILL, leaves, teacher_logits=teacher_logits), maze, init)
+        return _evaluated(static, eval_key, maze, result)
+
+    return run
+
+
+def _build_base(static, capacity):
+    def run(key, leaves, maze, init_logits):
+        H = exact.hitting_time(maze, init_logits)
+        return Outcome(init_logits, jnp.zeros(1, jnp.int32), H[None], None)
+
+    return run
+
+
+def _build_search(policy):
+    def build(static, capacity):
+        def run(key, leaves, maze, init_logits):
+            logits = policy(maze, init_logits.dtype)
+            H = exact.hitting_time(maze, logits)
+            walks = simulate.search_walks(maze, logits, key, static["rollouts"], static["horizon"], static["mode"])
+            return Outcome(logits, jnp.zeros(1, jnp.int32), H[None], (walks.length, walks.success))
+
+        return run
+
+    return build
+
+
+def _resolve_ppo(static: dict, capacity: Capacity) -> dict:
+    """PPO's buffer length when not given: twice the largest base H of the grid's capacity."""
+    if static["horizon"] is not None:
+        return static
+    H0 = reference.base_hitting_time(capacity.branches, capacity.depths, capacity.group - 1)
+    return {**static, "horizon": int(math.ceil(2 * H0)) + 1}
+
+
+# ----------------------------------------------------------------------------------------
+# Memory of one run inside a vmapped chunk (a planning estimate, bytes)
+
+
+def _exact_bytes(capacity: Capacity) -> float:
+    """One exact H with its gradient: the edge-state arrays and the chain solver's buffers, kept
+    for reverse mode through the level scan."""
+    S, D = capacity.states, capacity.out_degree
+    chain = 2 * capacity.branches * (capacity.levels + 1) * (2 * capacity.group) ** 2
+    return 8 * (6 * S * D + 40 * chain)
+
+
+def _walk_bytes(capacity: Capacity, num: int, record: int = 0, counts: bool = False) -> float:
+    """A batch of ``num`` walks: per-walk state (a few int32 vectors), a state buffer of ``record``
+    int32 per walk, and a float32 [S, D] tally with the chunk's flat indices when counting."""
+    S, D = capacity.states, capacity.out_degree
+    per_walk = 4 * 8 + 4 * record * 3  # carries; the recorded states, then moves/slots derived from them
+    tally = 4 * S * D + 4 * 128 * num if counts else 0
+    return num * per_walk + tally + 8 * (S + 1) * D  # + alias and successor tables
+
+
+def _trainer_bytes(capacity: Capacity) -> float:
+    """Logits, optimizer state (Adam: two moments) and records, float32/float64."""
+    return 4 * capacity.states * capacity.out_degree * 6 + _exact_bytes(capacity)
+
+
+_MEMORY = {
+    "base": lambda s, c: _exact_bytes(c),
+    "trainer": lambda s, c: _trainer_bytes(c),
+    "reinforce": lambda s, c: _trainer_bytes(c) + 2 * _walk_bytes(c, s["num_rollouts"], counts=True)
+    + _walk_bytes(c, s["eval_rollouts"]),
+    "ppo": lambda s, c: _trainer_bytes(c) + _walk_bytes(c, s["num_rollouts"], record=s["horizon"] + 1)
+    + 4 * s["num_rollouts"] * (s["horizon"] + 1) * 8 + 8 * c.targets * c.states + _walk_bytes(c, s["eval_rollouts"]),
+    "distill": lambda s, c: 2 * _trainer_bytes(c) + _walk_bytes(c, s["num_traces"] or 1, counts=True)
+    + _walk_bytes(c, s["eval_rollouts"]),
+    "search": lambda s, c: _exact_bytes(c) + s["rollouts"] * (4 * c.states + 4 * c.out_degree * 8),
+}
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("base", {}, _build_base, _MEMORY["base"], doc="the pretrained (uniform) model, untrained"),
+        Method("sft_exact", _from_trainer(SFT_EXACT), _build_trainer(SFT_EXACT, False), _MEMORY["trainer"],
+               doc=SFT_EXACT.doc),
+        Method("sft", _from_trainer(SFT), _build_trainer(SFT, False), _MEMORY["trainer"], doc=SFT.doc),
+        Method("rlvr_exact", _from_trainer(RLVR_EXACT), _build_trainer(RLVR_EXACT, False), _MEMORY["trainer"],
+               doc=RLVR_EXACT.doc),
+        Method("rlvr_symmetric", _from_trainer(RLVR_SYMMETRIC), _build_trainer(RLVR_SYMMETRIC, False),
+               _MEMORY["base"], doc=RLVR_SYMMETRIC.doc + "; paper mazes from the pretrained model"),
+        Method("reinforce", {**_from_trainer(REINFORCE), **_EVALUATION}, _build_trainer(REINFORCE, True),
+               _MEMORY["reinforce"], sampled=True, doc=REINFORCE.doc),
+        Method("ppo", {**_from_trainer(PPO), **_EVALUATION}, _build_trainer(PPO, True), _MEMORY["ppo"],
+               resolve=_resolve_ppo, sampled=True,
+               doc=PPO.doc + "; horizon none = twice the largest base H of the grid"),
+        Method("distill", {**_from_trainer(DISTILL), **_TEACHER, **_EVALUATION}, _build_distill, _MEMORY["distill"],
+               sampled=True, doc="distillation of the exact-RLVR teacher (symmetric fast path) into the pretrained model"),
+        Method("search_sft", dict(_SEARCH), _build_search(sft_limit_logits), _MEMORY["search"], sampled=True,
+               doc="search scaffold (Cor. 1) on the SFT-limit policy; cost = proposals"),
+        Method("search_rlvr", dict(_SEARCH), _build_search(backtracker_logits), _MEMORY["search"], sampled=True,
+               doc="search scaffold (Cor. 1) on the RLVR limit (backtracker); cost = proposals"),
+    ]
+}
+
+
+def get(name: str) -> Method:
+    """The method called ``name``; a ValueError lists the known ones otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def setting_names() -> list[str]:
+    """Every setting name of every method, sorted: the settings columns of ``runs.csv``."""
+    return sorted({name for method in METHODS.values() for name in method.params})
+
+
+def summarise_types(maze: Maze, logits: jax.Array) -> dict:
+    """Mean over the maze's real depths of each per-depth type probability (float64 scalars)."""
+    types = exact_types(maze, logits)
+    depth = jnp.asarray(maze.depth)
+    present = jnp.any(depth[None, :] == jnp.arange(1, types["a"].shape[-1] + 1)[:, None], axis=1)
+    count = jnp.maximum(jnp.sum(present), 1)
+    return {k: ordered_sum(jnp.where(present, v, 0.0)) / count for k, v in types.items()}
+
+
+__all__ = ["METHODS", "Method", "Outcome", "Param", "get", "setting_names", "summarise_types"]
