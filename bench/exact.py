@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, spread, time_call  # noqa: E402
 
@@ -59,12 +61,11 @@ def main():
           f"{'numpy ms [min-max]':>26} | {'speed-up':>8} | {'SFT rel.err mazejax':>19} {'numpy':>9}")
     for W, K, L in [(6, 6, 5), (15, 15, 5)]:
         maze = mj.Maze(W, K, L)
-        with jax.enable_x64(True):
-            value_and_grad = jax.jit(jax.value_and_grad(exact._hitting_time, argnums=1))
-            base = mj.pretrained_logits(maze, jnp.float64)
-            compile_s, times = time_call(value_and_grad, maze, base, repeats=repeats)
-            sft = mj.typed_logits(maze, 1.0, L / (L + 1), 1.0, 1 / (L + 1), dtype=jnp.float64)
-            H_sft = float(value_and_grad(maze, sft)[0])
+        value_and_grad = jax.jit(jax.value_and_grad(exact.hitting_time, argnums=1))
+        base = mj.pretrained_logits(maze, jnp.float64)
+        compile_s, times = time_call(value_and_grad, maze, base, repeats=repeats)
+        sft = mj.typed_logits(maze, 1.0, L / (L + 1), 1.0, 1 / (L + 1), dtype=jnp.float64)
+        H_sft = float(value_and_grad(maze, sft)[0])
         arrays = (np.asarray(maze.successors), np.asarray(maze.valid), np.asarray(maze.target_hit))
         _, np_times = time_call(numpy_hitting_time_and_gradient, *arrays, np.asarray(base), repeats=numpy_repeats)
         np_H_sft = numpy_hitting_time_and_gradient(*arrays, np.asarray(sft))[0]

@@ -169,7 +169,8 @@ TINY = {
     "rlvr_exact": {"steps": 40, "record_every": 20, "lr": 0.05},
     "rlvr_symmetric": {"steps": 40, "record_every": 20, "lr": 0.05},
     "reinforce": {"steps": 20, "record_every": 10, "num_rollouts": 16, "eval_rollouts": 400},
-    "ppo": {"steps": 6, "record_every": 3, "num_rollouts": 16, "critic_warmup": 2, "eval_rollouts": 400},
+    "ppo": {"steps": 6, "record_every": 3, "num_rollouts": 16, "critic_warmup": 2, "eval_rollouts": 400,
+            "horizon": 400},  # explicit: the default buffer length depends on the grid, hence on the identity
     "distill": {"steps": 20, "record_every": 10, "num_traces": 8, "teacher_steps": 40, "teacher_lr": 0.05,
                 "eval_rollouts": 400},
     "search_sft": {"rollouts": 400},
@@ -195,9 +196,10 @@ def test_every_method_runs_end_to_end_with_values_that_can_be_checked(tiny_rows)
         backtracker = float(reference.backtracker_hitting_time(W, K, L))
         row = lambda method: rows[(method, W, K)]  # noqa: E731
         assert row("base")["hitting_time"] == pytest.approx(base, rel=1e-12)
-        # SFT climbs from the base value towards the SFT limit (Thm 2): b, d never move
+        # SFT moves a, c towards 1 and H to the SFT limit (Thm 2): b, d never move
         for method in ("sft_exact", "sft"):
-            assert base < row(method)["hitting_time"] < sft_limit
+            assert row(method)["hitting_time"] == pytest.approx(sft_limit, rel=0.03)
+            assert row(method)["a"] > 0.95 and row(method)["c"] > 0.95
             assert row(method)["b"] == pytest.approx(L / (L + 1), abs=1e-12)
             assert row(method)["d"] == pytest.approx(1 / (L + 1), abs=1e-12)
         single = mj.train.sft_exact(mj.Maze(W, K, L), steps=60, record_every=20)
@@ -206,13 +208,14 @@ def test_every_method_runs_end_to_end_with_values_that_can_be_checked(tiny_rows)
         assert row("rlvr_symmetric")["hitting_time"] == pytest.approx(row("rlvr_exact")["hitting_time"], rel=1e-12)
         single = mj.train.rlvr_exact(mj.Maze(W, K, L), steps=40, record_every=20, lr=0.05)
         assert row("rlvr_exact")["hitting_time"] == float(single.hitting_time[-1])
-        assert backtracker <= row("rlvr_exact")["hitting_time"] < 1.1 * backtracker
+        assert backtracker <= row("rlvr_exact")["hitting_time"] < 1.15 * backtracker
         # sampled methods: the Monte Carlo mean of the trained policy agrees with its exact H
         for method in ("reinforce", "ppo", "distill"):
             r = row(method)
             assert r["success_rate"] == 1.0
             assert abs(r["mc_mean"] - r["hitting_time"]) <= 4.5 * r["mc_stderr"], (method, r)
-            assert r["hitting_time"] < base
+        # distillation of the exact-RLVR teacher (40 steps) lands near the backtracker, far below SFT
+        assert row("distill")["hitting_time"] < 1.5 * backtracker
         # the search scaffold against its closed forms (Corollary 1)
         for method, policy in (("search_sft", "sft_limit"), ("search_rlvr", "backtracker")):
             r = row(method)
@@ -281,10 +284,11 @@ REPRODUCIBLE = textwrap.dedent(
     big = {**tiny, "W": [2, 3], "K": [1, 2]}
     layouts = {
         "small grid, 1 device, chunk 1": (small, devices[:1], 1),
-        "small grid, 4 devices, chunk 4": (small, devices, 4),
         "big grid, 4 devices, chunk 8": (big, devices, 8),
-        "big grid, 1 device, chunk 3": (big, devices[:1], 3),
     }
+    if sys.argv[3] == "full":
+        layouts["small grid, 4 devices, chunk 4"] = (small, devices, 4)
+        layouts["big grid, 1 device, chunk 3"] = (big, devices[:1], 3)
     tables = {}
     for name, (config, devs, chunk) in layouts.items():
         folder = f"{out}/{len(tables)}"
@@ -300,12 +304,23 @@ REPRODUCIBLE = textwrap.dedent(
 )
 
 
-def test_rows_are_bit_identical_whatever_the_grid_chunk_and_devices(tmp_path):
-    """Every method: the (2, 1, 2) rows of a 1-maze grid on 1 device in chunks of 1 equal those of a
-    4-maze grid (larger padding) on 4 devices in chunks of 8, and the other combinations."""
+def _reproducible(tmp_path, config, layouts):
     import json
 
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", REPRODUCIBLE, json.dumps(TINY), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-c", REPRODUCIBLE, json.dumps(config), str(tmp_path), layouts], env=env,
+                          capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-5000:]
+
+
+def test_sampled_rows_are_bit_identical_across_grid_chunk_and_devices(tmp_path):
+    """The methods that sum floats over padded axes and step with Adam: the (2, 1, 2) rows of a 1-maze
+    grid on 1 device in chunks of 1 equal those of a 4-maze grid (larger padding) on 4 devices in
+    chunks of 8 (the issue's case: these rows differed by up to 1.6%)."""
+    _reproducible(tmp_path, {**TINY, "methods": ["sft", "reinforce", "ppo"]}, "two")
+
+
+@pytest.mark.slow
+def test_rows_are_bit_identical_whatever_the_grid_chunk_and_devices(tmp_path):
+    """Every method, two grids x two chunk sizes x 1 and 4 devices (four layouts)."""
+    _reproducible(tmp_path, TINY, "full")

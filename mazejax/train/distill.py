@@ -78,7 +78,7 @@ def teacher_transitions(maze: Maze, teacher_logits: jax.Array) -> jax.Array:
 def sample_teacher_transitions(key: jax.Array, maze: Maze, teacher_logits: jax.Array, num_traces: int, horizon) -> jax.Array:
     """Transition frequencies of ``num_traces`` sampled teacher traces, float32 [S, D] (sum 1).
 
-    Trace ``i`` uses ``fold_in(key, i)`` (:func:`mazejax.simulate.sample_walks`); its moves are
+    Trace ``i`` depends only on ``key`` and ``i`` (:func:`mazejax.simulate.sample_walks`); its moves are
     pooled with those of the other traces (each move weighs ``1 / total moves``), traces cut at
     ``horizon`` included. The ratio of expected counts to expected length is
     :func:`teacher_transitions` (for a horizon that cuts no trace).

@@ -124,7 +124,8 @@ class Rollouts(struct.PyTreeNode):
 
 
 def collect(maze: Maze, logits: jax.Array, key: jax.Array, num_rollouts: int, horizon, max_horizon: int) -> Rollouts:
-    """``num_rollouts`` walks of ``logits`` (walk ``i`` with ``fold_in(key, i)``), recorded move by move.
+    """``num_rollouts`` walks of ``logits`` (walk ``i`` depends only on ``key`` and ``i``, see
+    :mod:`mazejax.simulate.rng`), recorded move by move.
 
     ``horizon`` (int32 scalar, may be traced) must not exceed the static ``max_horizon``, the
     buffer length; the move slots are recovered from consecutive states (every successor of a

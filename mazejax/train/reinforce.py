@@ -59,7 +59,7 @@ def reinforce_gradient(maze: Maze, logits: jax.Array, key: jax.Array, num_rollou
     Args:
       maze: the maze (may be traced).
       logits: float [S, D], the current policy.
-      key: PRNG key; walk ``i`` uses ``fold_in(key, i)`` only.
+      key: PRNG key; walk ``i`` depends only on ``key`` and ``i`` (:mod:`mazejax.simulate.rng`).
       num_rollouts: static int >= 2.
       horizon: int32 scalar (may be traced).
       beta: length penalty (scalar, may be traced).
