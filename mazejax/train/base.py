@@ -67,6 +67,21 @@ def hparam(default, rule: validate.Rule, doc: str = "", *, dtype: str = "float")
     return struct.field(default=default, metadata={"rule": rule, "doc": doc, "dtype": dtype})
 
 
+def steps(default: int, doc: str = "optimizer steps"):
+    """The ``steps`` field every configuration has."""
+    return setting(default, validate.Integer(1), doc)
+
+
+def record_every(default: int):
+    """The ``record_every`` field every configuration has (it must divide ``steps``)."""
+    return setting(default, validate.Integer(1), "record the exact H, the loss and a, b, c, d every this many steps")
+
+
+def optimizer(default: str):
+    """The ``optimizer`` field (a name of :data:`OPTIMIZERS`; it only sees the trainable logits)."""
+    return setting(default, OPTIMIZER, "optimizer name")
+
+
 def _optimizer_rule(name: str, value):
     if callable(value):
         return value

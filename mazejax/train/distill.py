@@ -42,13 +42,12 @@ from mazejax.train.sft import fit_transitions
 class DistillConfig(base.Config):
     """Static settings of distillation."""
 
-    steps: int = base.setting(600, validate.Integer(1), "optimizer steps")
+    steps: int = base.steps(600)
     num_traces: int | None = base.setting(32, validate.OptionalInteger(1),
                                           "teacher traces per step; None: the exact population frequencies "
                                           "(infinitely many traces, deterministic)")
-    record_every: int = base.setting(20, validate.Integer(1), "record the student's exact H, loss and a, b, c, d "
-                                     "every this many steps")
-    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name (it only sees trainable logits)")
+    record_every: int = base.record_every(20)
+    optimizer: str = base.optimizer("adam")
 
 
 @struct.dataclass

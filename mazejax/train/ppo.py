@@ -69,8 +69,7 @@ POSITIVE_UNIT = validate.Number(0, 1, low_open=True)
 class PPOConfig(base.Config):
     """Static settings of PPO."""
 
-    steps: int = base.setting(200, validate.Integer(1), "iterations; each samples num_rollouts walks and makes "
-                              "epochs * minibatches optimizer steps")
+    steps: int = base.steps(200, "iterations; each samples num_rollouts walks and makes epochs * minibatches optimizer steps")
     horizon: int | None = base.setting(None, validate.OptionalInteger(1),
                                        "largest horizon: the move buffers' length, the fixed horizon when "
                                        "horizon_scale = 0 and the cap of the scaled one; None: ceil(max(horizon_scale, 1) "
@@ -81,8 +80,8 @@ class PPOConfig(base.Config):
     minibatches: int = base.setting(4, validate.Integer(1), "minibatches of walks per pass (divides num_rollouts)")
     critic_warmup: int = base.setting(10, validate.Integer(0), "batches of the initial policy that fit the critic first")
     warmup_sweeps: int = base.setting(20, validate.Integer(1), "TD(lambda) passes over each warm-up batch")
-    record_every: int = base.setting(10, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many iterations")
-    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name (its state carries over between batches)")
+    record_every: int = base.record_every(10)
+    optimizer: str = base.optimizer("adam")
 
     def __post_init__(self):
         super().__post_init__()

@@ -35,10 +35,10 @@ from mazejax.train import policy_gradient as pg
 class ReinforceConfig(base.Config):
     """Static settings of REINFORCE."""
 
-    steps: int = base.setting(400, validate.Integer(1), "optimizer steps; each samples num_rollouts fresh walks")
+    steps: int = base.steps(400, "optimizer steps; each samples num_rollouts fresh walks")
     num_rollouts: int = base.setting(128, pg.ROLLOUTS, "walks per step (>= 2 for the leave-one-out baseline)")
-    record_every: int = base.setting(10, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many steps")
-    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name (it only sees trainable logits)")
+    record_every: int = base.record_every(10)
+    optimizer: str = base.optimizer("adam")
 
 
 @struct.dataclass

@@ -42,17 +42,17 @@ from mazejax.train import base
 class RLVRConfig(base.Config):
     """Static settings of exact-gradient RLVR on the full maze."""
 
-    steps: int = base.setting(600, validate.Integer(1), "optimizer steps (the paper: 600 at W = K = 15, L = 5)")
-    record_every: int = base.setting(1, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many steps")
-    optimizer: str = base.setting("sign_sgd", base.OPTIMIZER, "optimizer name (the paper: sign ascent)")
+    steps: int = base.steps(600, "optimizer steps (the paper: 600 at W = K = 15, L = 5)")
+    record_every: int = base.record_every(1)
+    optimizer: str = base.optimizer("sign_sgd")
 
 
 @dataclasses.dataclass(frozen=True)
 class RLVRSymmetricConfig(base.Config):
     """Static settings of the branch-symmetric fast path (always sign ascent)."""
 
-    steps: int = base.setting(600, validate.Integer(1), "optimizer steps")
-    record_every: int = base.setting(1, validate.Integer(1), "record exact H, the loss and a, b, c, d every this many steps")
+    steps: int = base.steps(600)
+    record_every: int = base.record_every(1)
     optimizer: str = base.setting("sign_sgd", validate.Choice("sign_sgd"),
                                   "sign ascent only: other optimizers break the equivalence with the full trainer")
 

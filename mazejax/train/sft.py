@@ -40,19 +40,19 @@ from mazejax.train import base
 class SFTExactConfig(base.Config):
     """Static settings of exact (population) SFT: every step is one gradient of the exact loss."""
 
-    steps: int = base.setting(300, validate.Integer(1), "optimizer steps")
-    record_every: int = base.setting(1, validate.Integer(1), "record exact H, loss and a, b, c, d every this many steps")
-    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name")
+    steps: int = base.steps(300)
+    record_every: int = base.record_every(1)
+    optimizer: str = base.optimizer("adam")
 
 
 @dataclasses.dataclass(frozen=True)
 class SFTConfig(base.Config):
     """Static settings of sampled (minibatch) SFT on golden paths."""
 
-    steps: int = base.setting(300, validate.Integer(1), "optimizer steps")
+    steps: int = base.steps(300)
     batch_size: int = base.setting(32, validate.Integer(1), "golden paths per step")
-    record_every: int = base.setting(1, validate.Integer(1), "record exact H, loss and a, b, c, d every this many steps")
-    optimizer: str = base.setting("adam", base.OPTIMIZER, "optimizer name")
+    record_every: int = base.record_every(1)
+    optimizer: str = base.optimizer("adam")
 
 
 @struct.dataclass
