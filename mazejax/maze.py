@@ -47,6 +47,7 @@ class Capacity:
       targets: target slots.
       branches, levels, group: chain-layout sizes (branches, deepest leaf level, states per
         group); all 0 when ``structured`` is False.
+      paths: moves of the longest shortest path from the start to a target (golden paths).
       structured: whether the chain layout is present (the fast exact solver applies).
     """
 
@@ -57,6 +58,7 @@ class Capacity:
     levels: int = 0
     group: int = 0
     structured: bool = False
+    paths: int = 0
 
     @property
     def depths(self) -> int:
@@ -74,6 +76,7 @@ class Capacity:
             levels=max(self.levels, other.levels) if structured else 0,
             group=max(self.group, other.group) if structured else 0,
             structured=structured,
+            paths=max(self.paths, other.paths),
         )
 
 
@@ -92,6 +95,7 @@ _STATE_FIELDS = {  # per state, shape [states]
 _MOVE_FIELDS = {"successors": 0, "valid": False}  # per move slot, shape [states, out_degree]
 _FIELDS = tuple(_MOVE_FIELDS) + tuple(_STATE_FIELDS) + (
     "target_hit",  # [targets, states] bool: the head of state s is target t
+    "distance",  # [targets, states] int32: fewest moves from state s to target t (-1: unreachable)
     "target_mask",  # [targets] bool: real target slots
     "target_branch",  # [targets] int32: branch whose leaf is the target (-1 if unstructured)
     "chain_state",  # [branches, levels + 1, group] int32: state at each chain slot, -1 if none
@@ -119,6 +123,8 @@ class Maze:
         towards it, -1 if neither (start state, padding, unstructured graphs).
       level, position: int32 [S], chain layout (see module docstring) or -1.
       target_hit: bool [T, S]; target_mask: bool [T]; target_branch: int32 [T].
+      distance: int32 [T, S], the fewest moves from state s to a state whose head is target t
+        (0 on the target's states, -1 where unreachable or padded): the shortest ("golden") paths.
       chain_state: int32 [B, N + 1, G], chain layout inverse, -1 where empty.
 
     Host-side metadata (``info``: sizes and node labels) is kept on the object but does not
@@ -173,6 +179,53 @@ class Maze:
         ]
         return cls.from_edges(edges, "c", [(0, l)])
 
+    @classmethod
+    def tree(cls, branching: int, depth: int, multiplicity: int = 1) -> "Maze":
+        """A complete ``branching``-ary tree of ``depth`` levels below its root (the source), each
+        edge repeated ``multiplicity`` times, its ``branching**depth`` leaves the targets.
+
+        Nodes are tuples of child indices from the root ``()``. A tree with branching > 1 below
+        the root is not a spider, so exact analysis uses the dense solver.
+        """
+        branching = _checks_int("branching", branching)
+        depth = _checks_int("depth", depth)
+        multiplicity = _checks_int("multiplicity", multiplicity)
+        if branching**depth > 4096:
+            raise ValueError(f"branching**depth must be <= 4096 leaves, got {branching}**{depth}")
+        nodes = [()]
+        edges = []
+        for level in range(depth):
+            children = [node + (c,) for node in nodes if len(node) == level for c in range(branching)]
+            edges += [(child[:-1], child) for child in children for _ in range(multiplicity)]
+            nodes += children
+        return cls.from_edges(edges, (), [node for node in nodes if len(node) == depth])
+
+    @classmethod
+    def random_tree(cls, seed: int, depth: int, branching=(1, 3), multiplicity=(1, 3)) -> "Maze":
+        """A random tree: every node above ``depth`` gets a number of children drawn uniformly from
+        the range ``branching`` (inclusive), every edge a multiplicity drawn from ``multiplicity``;
+        the root is the source (it gets at least two children) and every leaf is a target.
+        ``numpy.random.default_rng(seed)`` makes it reproducible."""
+        seed = _checks_int("seed", seed, 0)
+        depth = _checks_int("depth", depth)
+        (b_lo, b_hi), (m_lo, m_hi) = (_int_range(n, r) for n, r in (("branching", branching), ("multiplicity", multiplicity)))
+        rng = np.random.default_rng(seed)
+        edges, frontier, leaves = [], [()], []
+        for level in range(depth):
+            grown = []
+            for node in frontier:
+                count = int(rng.integers(max(b_lo, 2) if level == 0 else b_lo, max(b_hi, 2) + 1 if level == 0 else b_hi + 1))
+                if count == 0:
+                    leaves.append(node)
+                for c in range(count):
+                    child = node + (c,)
+                    edges += [(node, child)] * int(rng.integers(m_lo, m_hi + 1))
+                    grown.append(child)
+            frontier = grown
+            if len(leaves) + len(frontier) > 4096:
+                raise ValueError("the random tree has more than 4096 leaves; lower depth or branching")
+        return cls.from_edges(edges, (), leaves + frontier)
+
     def _set(self, arrays: dict, capacity: Capacity) -> None:
         for name in _FIELDS:
             setattr(self, name, arrays[name])
@@ -221,6 +274,21 @@ class Maze:
 
 # ----------------------------------------------------------------------------------------
 # Building
+
+
+def _checks_int(name, value, minimum=1):
+    return validate.positive_int(name, value, minimum)
+
+
+def _int_range(name, value) -> tuple[int, int]:
+    """``(lo, hi)`` of an inclusive integer range argument (an int means ``(n, n)``)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{name} must be an integer or a (low, high) pair of integers, got {value!r}")
+    low = validate.positive_int(f"{name}[0]", value[0], 0 if name == "branching" else 1)
+    high = validate.positive_int(f"{name}[1]", value[1], max(low, 1))
+    return low, high
 
 
 def _paper_sizes(W, K, L, branch_K, diamond_L):
@@ -354,9 +422,11 @@ def _compile(edges, source, targets):
         "target_hit": head[None, :] == target_nodes[:, None],
         "target_mask": np.ones(len(targets), bool),
     }
+    arrays["distance"] = _distances(successors, valid, arrays["target_hit"])
     for name in ("state_type", "branch", "depth", "forward", "level", "position"):
         arrays[name] = np.full(num_states, -1, np.int32)
-    capacity = Capacity(states=num_states, out_degree=degree, targets=len(targets))
+    capacity = Capacity(states=num_states, out_degree=degree, targets=len(targets),
+                        paths=int(arrays["distance"][:, 0].max()))
     chain = _spider_chains(edges, index, tail, head, target_nodes)
     if chain is None:
         arrays["target_branch"] = np.full(len(targets), -1, np.int32)
@@ -365,6 +435,30 @@ def _compile(edges, source, targets):
         capacity = dataclasses.replace(capacity, structured=True, **chain.pop("capacity"))
         arrays.update(chain)
     return arrays, capacity, tuple(nodes)
+
+
+def _distances(successors: np.ndarray, valid: np.ndarray, target_hit: np.ndarray) -> np.ndarray:
+    """int32 [T, S]: fewest moves from each state to each target (-1 if unreachable), by backward BFS."""
+    S = successors.shape[0]
+    entering = defaultdict(list)  # state -> the states that move into it
+    for s, row in enumerate(successors):
+        for nxt in row[valid[s]]:
+            entering[int(nxt)].append(s)
+    out = np.full(target_hit.shape, -1, np.int32)
+    for t, hit in enumerate(target_hit):
+        frontier = list(np.flatnonzero(hit))
+        out[t, frontier] = 0
+        d = 0
+        while frontier:
+            d += 1
+            nxt = []
+            for s in frontier:
+                for prev in entering[s]:
+                    if out[t, prev] < 0:
+                        out[t, prev] = d
+                        nxt.append(prev)
+            frontier = nxt
+    return out[:, :S]
 
 
 def _spider_chains(edges, index, tail, head, target_nodes):
@@ -478,8 +572,8 @@ def pad(maze: Maze, capacity: Capacity) -> Maze:
     the dense exact solver is used.
     """
     own = maze.capacity
-    for field in ("states", "out_degree", "targets", "branches", "levels", "group"):
-        if capacity.structured or field in ("states", "out_degree", "targets"):
+    for field in ("states", "out_degree", "targets", "branches", "levels", "group", "paths"):
+        if capacity.structured or field in ("states", "out_degree", "targets", "paths"):
             if getattr(capacity, field) < getattr(own, field):
                 raise ValueError(
                     f"capacity.{field} must be >= the maze's {getattr(own, field)}, "
@@ -494,6 +588,7 @@ def pad(maze: Maze, capacity: Capacity) -> Maze:
     for name, fill in _STATE_FIELDS.items():
         out[name] = np.pad(np.asarray(getattr(maze, name)), (0, S), constant_values=fill)
     out["target_hit"] = np.pad(np.asarray(maze.target_hit), ((0, T), (0, S)))
+    out["distance"] = np.pad(np.asarray(maze.distance), ((0, T), (0, S)), constant_values=-1)
     out["target_mask"] = np.pad(np.asarray(maze.target_mask), (0, T))
     out["target_branch"] = np.pad(np.asarray(maze.target_branch), (0, T), constant_values=-1)
     if capacity.structured:

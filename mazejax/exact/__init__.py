@@ -15,8 +15,9 @@ Derivatives have the dtype of the logits.
 
 Solvers: :mod:`mazejax.exact.chain` (GTH elimination, mazes with a chain layout: the paper's
 mazes, heterogeneous ones, path-stars; accurate to ~1e-15 where a dense solve is 1% off),
-:mod:`mazejax.exact.dense` (one LU solve per target, any graph) and
-:mod:`mazejax.exact.symmetric` (branch-symmetric policies, O(K)).
+:mod:`mazejax.exact.dense` (one LU solve per target, any graph),
+:mod:`mazejax.exact.symmetric` (branch-symmetric policies, O(K)) and
+:mod:`mazejax.exact.truncated` (walks cut at a horizon, by dynamic programming).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mazejax import validate
-from mazejax.exact import chain, dense, symmetric
+from mazejax.exact import chain, dense, symmetric, truncated
 from mazejax.maze import Maze
 from mazejax.ordered import ordered_sum
 from mazejax.policy import probabilities
@@ -91,11 +92,26 @@ def hit_probability(maze: Maze, logits: jax.Array, horizon: int) -> jax.Array:
     """Probability of hitting the target within ``horizon`` moves, averaged over targets. float64.
 
     Propagates the exact state distribution for ``horizon`` steps (O(horizon * S * D) work);
-    ``horizon`` is static (a Python int >= 1).
+    ``horizon`` is static (a Python int >= 1). See :func:`truncated_objective` for a traced horizon.
     """
     _check(maze, logits, "hit_probability")
     horizon = validate.positive_int("horizon", horizon)
-    return _hit_probability(maze, logits, horizon)
+    return _truncated(maze, logits, horizon, horizon)[0]
+
+
+def truncated_objective(maze: Maze, logits: jax.Array, horizon, max_horizon: int) -> tuple[jax.Array, jax.Array]:
+    """``(P(tau <= T), E[min(tau, T)])`` averaged over targets for walks cut at ``T = horizon``. float64.
+
+    The RLVR objective with a horizon is ``J_T = P(tau <= T) - beta * E[min(tau, T)]``. Exact, by
+    dynamic programming over ``max_horizon`` moves (:mod:`mazejax.exact.truncated`); ``horizon``
+    may be traced (vmap over it) and must not exceed the static ``max_horizon``. Differentiable in
+    ``logits``.
+    """
+    _check(maze, logits, "truncated_objective")
+    max_horizon = validate.positive_int("max_horizon", max_horizon)
+    if not validate.is_traced(horizon):
+        validate.integer("horizon", int(horizon), 1, max_horizon)
+    return _truncated(maze, logits, horizon, max_horizon)
 
 
 def symmetric_hitting_time(probabilities: jax.Array, W, K, branches: int | None = None) -> jax.Array:
@@ -174,22 +190,10 @@ def _dense_hitting_time(maze: Maze, logits: jax.Array) -> jax.Array:
     return mean_over_targets(maze, dense.target_costs(maze, logits, _unit_rewards(maze)))
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def _hit_probability(maze: Maze, logits: jax.Array, horizon: int) -> jax.Array:
-    pi = probabilities(maze, jnp.asarray(logits).astype(F64))
-    succ = jnp.asarray(maze.successors)
-    S = maze.capacity.states
-
-    def per_target(hit):
-        def body(_, carry):
-            mass, absorbed = carry
-            flow = jnp.zeros(S, F64).at[succ.ravel()].add((mass[:, None] * pi).ravel())
-            return jnp.where(hit, 0.0, flow), absorbed + ordered_sum(jnp.where(hit, flow, 0.0))
-
-        start = jnp.zeros(S, F64).at[0].set(1.0)
-        return lax.fori_loop(0, horizon, body, (start, jnp.zeros((), F64)))[1]
-
-    return mean_over_targets(maze, jax.vmap(per_target)(jnp.asarray(maze.target_hit)))
+@functools.partial(jax.jit, static_argnums=3)
+def _truncated(maze: Maze, logits: jax.Array, horizon, max_horizon: int):
+    hit, length = truncated.hit_and_length(maze, logits, horizon, max_horizon)
+    return mean_over_targets(maze, hit), mean_over_targets(maze, length)
 
 
 __all__ = [
@@ -205,4 +209,6 @@ __all__ = [
     "symmetric_hitting_time",
     "target_costs",
     "target_hitting_times",
+    "truncated",
+    "truncated_objective",
 ]

@@ -2,11 +2,10 @@
 
 *Data.* A golden path starts in ``s0 -> f``, draws the target leaf uniformly and walks straight to
 it along the target's branch, crossing every link (diamond) by a uniformly drawn parallel copy:
-``2K + 1`` moves in the paper's maze. On any maze with a chain layout (paper mazes,
-heterogeneous ones, path-stars) this is a walk under the *golden policy* of the target
-(:func:`golden_policy`): from ``s0 -> f`` take the move into the target's branch, from a
-forward state on that branch move uniformly to one of the next link's copies, stop at the
-target. Backward states never occur.
+``2K + 1`` moves in the paper's maze. On any maze this is a walk under the *golden policy* of the
+target (:func:`golden_policy`): uniform over the moves that stay on a shortest path
+(``maze.distance``), which on the paper's mazes means from ``s0 -> f`` the move into the target's
+branch, then one of the next link's copies, until the target. Backward states never occur.
 
 *Loss.* The mean cross-entropy of each next state given the current state, averaged over paths:
 ``sum_{s, m} w[s, m] * (-log pi(m | s))`` where ``w`` are the transition frequencies of the data,
@@ -66,29 +65,20 @@ class SFTHParams(base.HParams):
 # Golden-path data
 
 
-def _require_chain_layout(maze: Maze) -> None:
-    if not maze.capacity.structured:
-        raise ValueError(
-            "maze must have a chain layout (Maze(W, K, L), heterogeneous mazes, path-stars) for "
-            "golden-path SFT; golden paths follow the target's branch"
-        )
-
-
 def golden_policy(maze: Maze, dtype=jnp.float32) -> jax.Array:
-    """Per-target golden policy, ``dtype`` [T, S, D] (rows sum to 1 where the path can be, else 0).
+    """Per-target golden policy, ``dtype`` [T, S, D]: from each state, uniform over the moves that
+    stay on a shortest path to the target (``maze.distance`` falls by one); zero rows at the
+    target, where it is unreachable, and for padded targets.
 
-    Row ``s0 -> f``: probability 1 on the move into the target's branch. Forward states on the
-    target's branch, before the target: uniform over the moves onto the next link's copies. Padded
-    targets have all-zero policies. Traceable (the maze may be a tracer with a chain layout).
+    On the paper's mazes: from ``s0 -> f`` the move into the target's branch, then forward across
+    every diamond by a uniformly drawn copy (docs/model.md §4.1). On trees (multiedges included)
+    this is uniform over the shortest paths; on graphs where different moves lead to different
+    numbers of shortest paths it is uniform per move, not per path. Defined on any maze; traceable.
     """
-    _require_chain_layout(maze)
     succ, valid = jnp.asarray(maze.successors), jnp.asarray(maze.valid)
-    forward, branch = jnp.asarray(maze.forward), jnp.asarray(maze.branch)
-    target_branch = jnp.asarray(maze.target_branch)[:, None]  # [T, 1]
-    on_path = ((forward == 1)[None, :] & (branch[None, :] == target_branch)) | (jnp.arange(maze.capacity.states) == 0)
-    on_path = on_path & ~jnp.asarray(maze.target_hit)  # [T, S]: states the path leaves
-    onward = valid & (forward[succ] == 1)  # [S, D]: moves onto a forward state
-    allowed = on_path[:, :, None] & onward[None] & (branch[succ][None] == target_branch[:, :, None])
+    distance = jnp.asarray(maze.distance)  # [T, S]
+    onward = distance[:, succ] == (distance - 1)[:, :, None]  # [T, S, D]
+    allowed = valid[None] & (distance > 0)[:, :, None] & onward
     count = jnp.sum(allowed, axis=-1, keepdims=True)
     return (allowed / jnp.maximum(count, 1)).astype(dtype)
 
@@ -98,7 +88,7 @@ def golden_transitions(maze: Maze, dtype=jnp.float32) -> jax.Array:
 
     ``w[s, m]`` is the expected number of times a golden path makes move ``m`` from state ``s``,
     divided by the path's length, averaged over real targets (so ``w`` sums to 1). Computed by
-    pushing each target's path distribution forward ``capacity.levels`` times (the longest path).
+    pushing each target's path distribution forward ``capacity.paths`` times (the longest path).
     """
     policy = golden_policy(maze, dtype)  # [T, S, D]
     T, S, _ = policy.shape
@@ -109,7 +99,7 @@ def golden_transitions(maze: Maze, dtype=jnp.float32) -> jax.Array:
         return jnp.zeros((T, S), dtype).at[:, succ].add(flow.reshape(T, -1)), flow
 
     start = jnp.zeros((T, S), dtype).at[:, 0].set(1.0)
-    _, flows = lax.scan(push, start, None, length=maze.capacity.levels)
+    _, flows = lax.scan(push, start, None, length=maze.capacity.paths)
     counts = ordered_sum(flows, axis=0)  # [T, S, D]
     per_target = counts / jnp.maximum(jax.vmap(ordered_total)(counts)[:, None, None], 1.0)
     target_mask = jnp.asarray(maze.target_mask)
@@ -138,7 +128,7 @@ def sample_golden_transitions(key: jax.Array, maze: Maze, batch_size: int, dtype
             slot = jax.random.categorical(move_key, jnp.log(row))
             return jnp.where(active, succ[state, slot], state), (state * D + slot, active)
 
-        _, (flat, active) = lax.scan(move, jnp.int32(0), jax.random.split(walk_key, maze.capacity.levels))
+        _, (flat, active) = lax.scan(move, jnp.int32(0), jax.random.split(walk_key, maze.capacity.paths))
         weight = active / jnp.maximum(jnp.sum(active), 1)
         return jnp.zeros(S * D, dtype).at[flat].add(weight.astype(dtype))
 
@@ -193,7 +183,6 @@ def sft_limit(maze: Maze, init_logits: jax.Array | None = None) -> jax.Array:
     ``init_logits`` (pretrained by default: ``b = L/(L+1)``, ``d = 1/(L+1)``). Its exact H is the
     SFT limit of docs/model.md §3 (2966043.18944 at W = K = L + 1 = 6).
     """
-    _require_chain_layout(maze)
     return _sft_limit(maze, base.initial_logits(maze, init_logits))
 
 
@@ -235,7 +224,6 @@ def _make(config: base.Config, batch_weights):
 
     def train(key: jax.Array, hparams: SFTHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
         validate.require_x64("mazejax.train SFT")
-        _require_chain_layout(maze)
         tx = base.trainable_optimizer(config, hparams.lr, maze)
         batch = lambda t, dtype: batch_weights(key, t, maze, dtype)  # noqa: E731
         return fit_transitions(tx, maze, init_logits, golden_transitions(maze, base.F64), batch, config)
