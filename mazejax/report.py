@@ -166,48 +166,25 @@ def write_tables(runs_csv, out) -> str:
 
 
 def write_plots(rows, folder: Path) -> list[Path]:
-    """H against K per method (log scale) and RLVR H against W*K, as PNG; [] without matplotlib."""
-    try:
-        import matplotlib
+    """The sweep's plots under ``folder`` (:mod:`mazejax.figures`): H against K per method and maze
+    size (``H_vs_K.png``), RLVR H against W*K (``rlvr_H_vs_WK.png``) and the search-scaffold costs
+    (``search_costs.png``), each when the sweep has such runs; [] without matplotlib."""
+    import importlib.util
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         print("matplotlib is not installed: skipping plots (pip install 'mazejax[plot]')")
         return []
-    folder.mkdir(parents=True, exist_ok=True)
-    means = _mean_by(rows, ("method", "W", "L", "K"))
+    from mazejax import figures
+
+    folder = Path(folder)
+    kinds = {_base(r["method"]) for r in rows}
     written = []
-    fig, ax = plt.subplots(figsize=(7, 5))
-    series = defaultdict(dict)
-    for (method, W, L, K), H in means.items():
-        series[(method, W, L)][K] = H
-    for (method, W, L), by_k in sorted(series.items()):
-        ks = sorted(by_k)
-        ax.plot(ks, [by_k[k] for k in ks], marker="o", label=f"{method} W={W} L={L}")
-    ax.set_yscale("log")
-    ax.set_xlabel("depth K")
-    ax.set_ylabel("expected hitting time H")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(folder / "H_vs_K.png", dpi=120)
-    written.append(folder / "H_vs_K.png")
-    plt.close(fig)
-    rl = [(W * K, H, m) for (m, W, L, K), H in means.items() if _base(m) in RLVR_METHODS]
-    if rl:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        for method in sorted({m for *_, m in rl}):
-            pts = sorted((x, h) for x, h, m in rl if m == method)
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=method, s=12)
-        xs = np.array([0, max(x for x, *_ in rl)])
-        ax.plot(xs, 4 * xs, "k--", label="4WK")
-        ax.set_xlabel("W*K")
-        ax.set_ylabel("H")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(folder / "rlvr_H_vs_WK.png", dpi=120)
-        written.append(folder / "rlvr_H_vs_WK.png")
-        plt.close(fig)
+    if kinds - set(figures.SEARCH_METHODS):
+        written.append(figures.scaling(rows, folder / "H_vs_K.png"))
+    if kinds & set(figures.RLVR_METHODS):
+        written.append(figures.rlvr_vs_wk(rows, folder / "rlvr_H_vs_WK.png"))
+    if kinds & set(figures.SEARCH_METHODS):
+        written.append(figures.search_costs(rows, folder / "search_costs.png"))
     return written
 
 
