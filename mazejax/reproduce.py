@@ -1,9 +1,12 @@
 """``mazejax reproduce``: every claim of the paper, measured, in one report folder.
 
-Each experiment returns a section of the report: the claim, the paper's number, the number
-measured here, and whether they agree. The default sizes run on a laptop CPU in a few minutes;
-``full=True`` uses the paper's sizes (a GPU is recommended). Results land in ``OUT/report.md``
-with CSV tables and PNG plots beside it, written as each experiment finishes.
+Each experiment returns a section of the report: the claim, the expected value with its source,
+the number measured here, whether they agree, and its figure. Expected values say where they come
+from: "paper" only for what the paper itself states, "reference" for exact values computed by
+:mod:`mazejax.reference` and the exact solvers, "theory" for asymptotic rates. The default sizes run
+on a laptop CPU in a few minutes; ``full=True`` uses the paper's sizes (a GPU is recommended).
+Results land in ``OUT/report.md`` with CSV tables and PNG figures beside it, written as each
+experiment finishes.
 """
 
 from __future__ import annotations
@@ -23,10 +26,20 @@ from mazejax import exact, reference, report, scaling, simulate, sweep
 from mazejax.maze import Maze
 from mazejax.policy import backtracker_logits, pretrained_logits, sft_limit_logits
 from mazejax.sweep.store import write_csv
-from mazejax.train import DistillConfig, backward_supervision_ablation, distill, ppo, reinforce, rlvr_exact, sft, sft_exact
+from mazejax.train import (
+    DistillConfig,
+    backward_supervision_ablation,
+    distill,
+    ppo,
+    reinforce,
+    rlvr_exact,
+    rlvr_symmetric,
+    sft,
+    sft_exact,
+)
 
-#: docs/model.md §4.2 exact RLVR trajectory at W = K = 15, L = 5, lr = 0.01.
-PAPER_RLVR_TRAJECTORY = {0: 50141, 50: 20239, 100: 8951, 150: 4177, 200: 2172, 300: 1077, 400: 923, 500: 902, 600: 899.44}
+#: docs/model.md §4.2: the reference exact RLVR trajectory at W = K = 15, L = 5, lr = 0.01.
+RLVR_TRAJECTORY = {0: 50141, 50: 20239, 100: 8951, 150: 4177, 200: 2172, 300: 1077, 400: 923, 500: 902, 600: 899.44}
 
 
 @dataclasses.dataclass
@@ -35,20 +48,32 @@ class Section:
 
     title: str
     claim: str
-    rows: list  # [(quantity, paper, measured, agrees)]
+    rows: list  # [(quantity, expected (with its source), measured, agrees: bool or None)]
     notes: str = ""
+    figures: list = dataclasses.field(default_factory=list)  # PNG paths written by the experiment
     seconds: float = 0.0
 
-    def markdown(self) -> str:
-        lines = [f"## {self.title}", "", f"*Paper:* {self.claim}", "",
-                 "| quantity | paper | measured here | agrees |", "|---|---|---|---|"]
-        for quantity, paper, measured, agrees in self.rows:
+    def markdown(self, folder: Path) -> str:
+        lines = [f"## {self.title}", "", f"*Claim:* {self.claim}", "",
+                 "| quantity | expected | measured here | agrees |", "|---|---|---|---|"]
+        for quantity, expected, measured, agrees in self.rows:
             mark = "yes" if agrees else "**no**" if agrees is not None else "-"
-            lines.append(f"| {quantity} | {paper} | {measured} | {mark} |")
+            lines.append(f"| {quantity} | {expected} | {measured} | {mark} |")
         if self.notes:
             lines += ["", self.notes]
+        for figure in self.figures:
+            lines += ["", f"![{self.title}]({Path(figure).relative_to(folder).as_posix()})"]
         lines += ["", f"_{self.seconds:.1f} s_", ""]
         return "\n".join(lines)
+
+
+def _draw(name: str, *args, **kwargs) -> list[Path]:
+    """``[mazejax.figures.<name>(*args, **kwargs)]``, or ``[]`` without matplotlib (an optional extra)."""
+    try:
+        from mazejax import figures
+    except ImportError:
+        return []
+    return [getattr(figures, name)(*args, **kwargs)]
 
 
 def _close(measured: float, paper: float, rel: float) -> bool:
@@ -60,11 +85,12 @@ def reference_values(full: bool, out: Path) -> Section:
     for W, K, L, paper in [(3, 3, 2, 275), (4, 3, 3, 455), (6, 6, 5, 3337.4), (15, 15, 5, 50141)]:
         maze = Maze(W, K, L)
         H = float(exact.hitting_time(maze, pretrained_logits(maze)))
-        rows.append((f"base H, (W,K,L)=({W},{K},{L})", f"{paper:g}", f"{H:.10g}", _close(H, paper, 1e-9)))
+        rows.append((f"base H, (W,K,L)=({W},{K},{L})", f"reference {paper:g}", f"{H:.10g}", _close(H, paper, 1e-9)))
     for W, K, L, paper in [(6, 6, 5, 143), (15, 15, 5, 899)]:
         maze = Maze(W, K, L)
         H = float(exact.hitting_time(maze, backtracker_logits(maze)))
-        rows.append((f"backtracker H, ({W},{K},{L})", f"{paper:g} (about 4WK = {4 * W * K})", f"{H:.10g}", _close(H, paper, 1e-9)))
+        rows.append((f"backtracker H, ({W},{K},{L})", f"reference {paper:g} (paper: about 4WK = {4 * W * K})", f"{H:.10g}",
+                     _close(H, paper, 1e-9)))
     return Section("Reference values (docs/model.md §3)", "closed forms for the base model and the efficient backtracker", rows)
 
 
@@ -75,18 +101,20 @@ def sft_limit_table(full: bool, out: Path) -> Section:
     for row in rows_out:
         if row["K"] == 6:
             paper = float(reference.sft_limit_hitting_time(6, 6, row["L"]))
-            rows.append((f"SFT-limit H, W=6, K=6, L={row['L']}", f"{paper:.10g}", f"{row['sft_limit']:.10g}",
+            rows.append((f"SFT-limit H, W=6, K=6, L={row['L']}", f"reference {paper:.10g}", f"{row['sft_limit']:.10g}",
                          _close(row["sft_limit"], paper, 1e-9)))
     for (W, L), factors in sorted(scaling.growth_per_depth(rows_out, "sft_limit").items()):
         theory = float(reference.sft_growth_factor(L))
-        rows.append((f"growth per depth, W={W}, L={L} (K=5->6)", f"(L+1)^2/L = {theory:.4g}", f"{factors[-1]:.4g}",
+        rows.append((f"growth per depth, W={W}, L={L} (K=5->6)", f"theory (L+1)^2/L = {theory:.4g}", f"{factors[-1]:.4g}",
                      _close(factors[-1], theory, 0.01)))
     maze = Maze(15, 15, 5)
     H = float(exact.hitting_time(maze, sft_limit_logits(maze)))
-    rows.append(("SFT-limit H at W=K=15, L=5", "4.3184482490980e14", f"{H:.13e}", _close(H, 4.3184482490980e14, 1e-9)))
+    rows.append(("SFT-limit H at W=K=15, L=5", "reference 4.3184482490980e14", f"{H:.13e}",
+                 _close(H, 4.3184482490980e14, 1e-9)))
     return Section("Theorem 2 / Fig. 5 (left): the SFT limit is exponential in depth",
                    "H_SFT grows like W((L+1)^2/L)^K, exponential in K even for L = 1", rows,
-                   notes="Full table: `fig5_left_sft_limit.csv`.")
+                   notes="Full table: `fig5_left_sft_limit.csv`.",
+                   figures=_draw("sft_limit_vs_depth", rows_out, out / "fig5_left_sft_limit.png"))
 
 
 def sft_training(full: bool, out: Path) -> Section:
@@ -99,32 +127,41 @@ def sft_training(full: bool, out: Path) -> Section:
     limit = float(reference.sft_limit_hitting_time(W, K, L))
     H = float(result.hitting_time[-1])
     rows = [
-        ("min over depths of a, c after SFT", "-> 1", f"{min(types['a'].min(), types['c'].min()):.6f}", None),
-        ("max deviation of b, d from L/(L+1), 1/(L+1)", "0 (backward rows never move)",
+        ("min over depths of a, c after SFT", "paper: -> 1", f"{min(types['a'].min(), types['c'].min()):.6f}", None),
+        ("max deviation of b, d from L/(L+1), 1/(L+1)", "paper: 0 (backward rows never move)",
          f"{max(np.abs(types['b'] - L / (L + 1)).max(), np.abs(types['d'] - 1 / (L + 1)).max()):.1e}",
          bool(max(np.abs(types['b'] - L / (L + 1)).max(), np.abs(types['d'] - 1 / (L + 1)).max()) <= 1e-12)),
-        (f"H after {steps} exact SFT steps (Adam, lr 0.1), (6,6,5)", f"-> SFT limit {limit:.10g}", f"{H:.10g}",
+        (f"H after {steps} exact SFT steps (Adam, lr 0.1), (6,6,5)", f"reference: -> SFT limit {limit:.10g}", f"{H:.10g}",
          _close(H, limit, 0.05)),
     ]
+    steps_axis = np.asarray(result.step)
     return Section("Theorem 2: SFT on golden paths never learns to retreat",
-                   "a, c -> 1 while b, d stay at their base values; H tends to the SFT limit", rows)
+                   "a, c -> 1 while b, d stay at their base values; H tends to the SFT limit", rows,
+                   figures=_draw("type_probabilities", steps_axis, {k: np.asarray(v) for k, v in result.types.items()},
+                                 out / "thm2_sft_types.png", f"Exact SFT on golden paths, W=K=6, L=5 ({steps} Adam steps)",
+                                 L=L))
 
 
 def rlvr_trajectory(full: bool, out: Path) -> Section:
     maze = Maze(15, 15, 5)
-    result = rlvr_exact(maze, steps=600, lr=0.01)
+    result = rlvr_symmetric(maze, steps=600, lr=0.01)  # the full trainer's trajectory (tested), O(K) per step
     H = np.asarray(result.hitting_time)
     types = {k: np.asarray(v) for k, v in result.types.items()}  # [steps + 1, depths]
     write_csv(out / "fig3_rlvr_trajectory.csv", [{"step": s, "hitting_time": float(H[s]),
                                                   **{k: float(v[s].mean()) for k, v in types.items()}} for s in range(len(H))])
-    rows = [(f"H at step {s}", f"{paper:g}", f"{H[s]:.6g}", _close(H[s], paper, 1e-3))
-            for s, paper in PAPER_RLVR_TRAJECTORY.items()]
+    rows = [(f"H at step {s}", f"reference {value:g}", f"{H[s]:.6g}", _close(H[s], value, 1e-3))
+            for s, value in RLVR_TRAJECTORY.items()]
     final = {k: float(v[-1].min()) for k, v in types.items()}
-    rows.append(("min over depths of a, b, c, d at step 600", "-> 1", ", ".join(f"{final[k]:.4f}" for k in "abcd"),
+    rows.append(("min over depths of a, b, c, d at step 600", "paper: -> 1", ", ".join(f"{final[k]:.4f}" for k in "abcd"),
                  all(v > 0.99 for v in final.values())))
+    steps = np.asarray(result.step)
+    figures = _draw("rlvr_trajectory", steps, H, RLVR_TRAJECTORY, out / "fig3_rlvr_trajectory.png",
+                    "Fig. 3: exact-gradient RLVR (sign ascent, lr 0.01) on W=K=15, L=5", sizes=(15, 15, 5))
+    figures += _draw("type_probabilities", steps, types, out / "fig4_type_probabilities.png",
+                     "Fig. 4: type probabilities over exact RLVR, W=K=15, L=5", L=5)
     return Section("Theorem 3 / Figs. 3-4: exact RLVR learns to backtrack (W=K=15, L=5, sign ascent, lr 0.01)",
                    "H falls from 50141 to about 4WK = 900; a, b, c, d all tend to 1", rows,
-                   notes="Trajectory: `fig3_rlvr_trajectory.csv`.")
+                   notes="Trajectory: `fig3_rlvr_trajectory.csv`.", figures=figures)
 
 
 def ablation(full: bool, out: Path) -> Section:
@@ -133,13 +170,15 @@ def ablation(full: bool, out: Path) -> Section:
     mean = np.asarray(result.mean_hitting_time)
     write_csv(out / "fig5_right_ablation.csv", [{"p": float(p), "mean_H": float(h)} for p, h in zip(result.fraction, mean)])
     rows = [
-        ("H at p = 0", "2.97e6 (SFT limit)", f"{mean[0]:.6g}", _close(mean[0], 2966043.18944, 1e-9)),
-        ("H at p = 1", "143", f"{mean[-1]:.6g}", _close(mean[-1], 143, 1e-9)),
-        ("mean H decreasing in p", "yes", "yes" if np.all(np.diff(mean) <= 0) else "no", bool(np.all(np.diff(mean) <= 0))),
+        ("H at p = 0", "paper: 2.97e6 (reference SFT limit 2966043.18944)", f"{mean[0]:.6g}", _close(mean[0], 2966043.18944, 1e-9)),
+        ("H at p = 1", "paper: 143 (the backtracker)", f"{mean[-1]:.6g}", _close(mean[-1], 143, 1e-9)),
+        ("mean H decreasing in p", "paper: yes", "yes" if np.all(np.diff(mean) <= 0) else "no", bool(np.all(np.diff(mean) <= 0))),
     ]
     curve = ", ".join(f"{p:.1f}: {h:.3g}" for p, h in zip(result.fraction, mean))
     return Section("Fig. 5 (right): supervising backward states", "H falls from the SFT value to 143 as the supervised "
-                   "fraction p of backward state types grows (W=K=6, L=5, 100 draws)", rows, notes=f"Mean H by p: {curve}.")
+                   "fraction p of backward state types grows (W=K=6, L=5, 100 draws)", rows, notes=f"Mean H by p: {curve}.",
+                   figures=_draw("ablation", result.fraction, mean, np.asarray(result.hitting_time),
+                                 out / "fig5_right_ablation.png", sizes=(6, 6, 5)))
 
 
 def search_scaffold(full: bool, out: Path) -> Section:
@@ -157,13 +196,14 @@ def search_scaffold(full: bool, out: Path) -> Section:
             plain = float(exact.hitting_time(maze, logits))
             table.append({"W": W, "K": K, "L": L, "policy": policy, "no_scaffold_exact": plain,
                           "scaffold_mean": mean, "scaffold_stderr": stderr, "scaffold_theory": theory})
-            rows.append((f"{policy}, L={L}: scaffold cost (no scaffold: {plain:.4g})", f"{theory:.4g}",
+            rows.append((f"{policy}, L={L}: scaffold cost (no scaffold: {plain:.4g})", f"reference {theory:.4g}",
                          f"{mean:.4g} +- {stderr:.2g}", bool(walks.success.all()) and abs(mean - theory) <= 4 * stderr))
     write_csv(out / "corollary1_search_scaffold.csv", table)
     return Section(f"Corollary 1: an inference-time search scaffold (W={W}, K={K}, aggregate semantics, {num} walks)",
                    "with the scaffold the SFT model costs about W*K*L, the RLVR model about W*K (independent of L)",
-                   rows, notes="'paper' column: the closed forms of `mazejax.reference.scaffold_cost`; agreement "
-                   "means within 4 standard errors. Table: `corollary1_search_scaffold.csv`.")
+                   rows, notes="Reference: the closed forms of `mazejax.reference.scaffold_cost`; agreement "
+                   "means within 4 standard errors. Table: `corollary1_search_scaffold.csv`.",
+                   figures=_draw("scaffold", table, out / "corollary1_search_scaffold.png"))
 
 
 def distillation(full: bool, out: Path) -> Section:
@@ -175,10 +215,11 @@ def distillation(full: bool, out: Path) -> Section:
     control = sft(maze, jax.random.key(0), steps=budget.steps, batch_size=budget.num_traces)
     H_student, H_control = float(student.hitting_time[-1]), float(control.hitting_time[-1])
     limit = float(reference.sft_limit_hitting_time(6, 6, 5))
-    rows = [("teacher (exact RLVR, 600 steps) H", "about 4WK = 144", f"{H_teacher:.6g}", _close(H_teacher, 143, 0.05)),
-            ("student distilled on teacher traces: H", "within 5% of the teacher", f"{H_student:.6g}",
+    rows = [("teacher (exact RLVR, 600 steps) H", "paper: about 4WK = 144", f"{H_teacher:.6g}", _close(H_teacher, 143, 0.05)),
+            ("student distilled on teacher traces: H", "paper: about the teacher's (within 5%)", f"{H_student:.6g}",
              _close(H_student, H_teacher, 0.05)),
-            ("control trained on golden paths only: H", f"SFT limit {limit:.6g}", f"{H_control:.6g}", _close(H_control, limit, 0.05))]
+            ("control trained on golden paths only: H", f"reference SFT limit {limit:.6g}", f"{H_control:.6g}",
+             _close(H_control, limit, 0.05))]
     return Section("Theorem 5: distilling RLVR traces teaches backtracking (W=K=6, L=5)",
                    "a student fine-tuned on the RLVR model's traces (retreats included) reaches the efficient "
                    "regime; golden paths alone do not", rows)
@@ -188,17 +229,25 @@ def sampled_rlvr(full: bool, out: Path) -> Section:
     seeds = 32 if full else 8
     keys = jax.random.split(jax.random.key(0), seeds)
     target = 1.15 * 35
-    rows, table = [], []
+    rows, table, curves = [], [], {}
     maze = Maze(3, 3, 2)
-    for name, method in (("REINFORCE", reinforce), ("PPO", ppo)):
-        H = np.asarray(jax.vmap(lambda k: method(maze, k).hitting_time[-1])(keys))
-        table += [{"method": name, "seed": i, "final_H": float(h)} for i, h in enumerate(H)]
-        rows.append((f"{name}, (3,3,2), {seeds} seeds: runs with H <= 1.15 x 35", "most runs",
+    for name, method in (("reinforce", reinforce), ("ppo", ppo)):
+        result = jax.vmap(lambda k: method(maze, k))(keys)
+        steps, curve = np.asarray(result.step[0]), np.asarray(result.hitting_time)
+        curves[name] = dict(enumerate(curve))
+        H = curve[:, -1]
+        table += [{"method": name, "seed": i, "step": int(t), "hitting_time": float(h)}
+                  for i in range(seeds) for t, h in zip(steps, curve[i])]
+        rows.append((f"{name}, (3,3,2), {seeds} seeds: runs with H <= 1.15 x 35", "paper: most runs",
                      f"{int(np.sum(H <= target))}/{seeds} (median H {np.median(H):.4g})", bool(np.mean(H <= target) >= 0.9)))
     write_csv(out / "sampled_rlvr.csv", table)
     return Section("Sampled RLVR: REINFORCE and PPO with default settings",
                    "outcome reward with a length penalty, from sampled rollouts, also learns to backtrack "
-                   "(horizon twice the current H, as the paper's PPO)", rows)
+                   "(horizon twice the current H, as the paper's PPO)", rows,
+                   notes="Curves: the exact H of each seed's policy during training (`sampled_rlvr.csv`).",
+                   figures=_draw("per_seed_curves", steps, curves, {"backtracker (tabular) = 35": 35.0},
+                                 out / "sampled_rlvr.png", f"REINFORCE and PPO on W=K=3, L=2, {seeds} seeds each "
+                                 "(exact H of the policy)", ylabel="exact H of the policy"))
 
 
 def heterogeneous(full: bool, out: Path) -> Section:
@@ -206,12 +255,16 @@ def heterogeneous(full: bool, out: Path) -> Section:
     base = float(exact.hitting_time(maze, pretrained_logits(maze)))
     sft = float(exact.hitting_time(maze, sft_limit_logits(maze)))
     bt = float(exact.hitting_time(maze, backtracker_logits(maze)))
-    rl = float(rlvr_exact(maze, steps=600, lr=0.01, record_every=600).hitting_time[-1])
+    trained = rlvr_exact(maze, steps=600, lr=0.01, record_every=10)
+    rl = float(trained.hitting_time[-1])
     rows = [("base H", "-", f"{base:.6g}", None), ("SFT-limit H", "-", f"{sft:.6g}", None),
             ("backtracker H", "-", f"{bt:.6g}", None),
-            ("exact RLVR (600 steps) H", "close to the backtracker", f"{rl:.6g}", _close(rl, bt, 0.05))]
+            ("exact RLVR (600 steps) H", "paper: close to the backtracker", f"{rl:.6g}", _close(rl, bt, 0.05))]
+    values = {"base": base, "SFT limit": sft, "backtracker": bt, "rlvr_exact": rl}
     return Section("Fig. 8: heterogeneous depths K = (6, 5, 4, 3, 3), L = 5",
-                   "the gap persists with branches of different depths; RLVR still learns to backtrack", rows)
+                   "the gap persists with branches of different depths; RLVR still learns to backtrack", rows,
+                   figures=_draw("heterogeneous", values, out / "fig8_heterogeneous.png", branch_K=(6, 5, 4, 3, 3), L=5,
+                                 steps=np.asarray(trained.step), hitting_time=np.asarray(trained.hitting_time)))
 
 
 def scaling_sweep(full: bool, out: Path) -> Section:
@@ -226,15 +279,16 @@ def scaling_sweep(full: bool, out: Path) -> Section:
     rows = []
     for row in report.growth_table(sweep.read_runs(table)):
         if row["method"] == "sft_exact":
-            rows.append((f"SFT growth per depth, W={row['W']}, L={row['L']}", f"{row['theory']:.3g}",
+            rows.append((f"SFT growth per depth, W={row['W']}, L={row['L']}", f"theory (L+1)^2/L = {row['theory']:.3g}",
                          f"{row['growth']:.3g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}]",
                          row["ci_low"] <= row["theory"] * 1.05 and row["ci_high"] >= row["theory"] * 0.95))
     for row in report.slope_table(sweep.read_runs(table), ("rlvr_symmetric",), lambda W, K, L: W * K, "W*K", 4.0):
-        rows.append(("RLVR slope of H against W*K", "4", f"{row['slope']:.3g} +- {row['ci']:.2g}",
+        rows.append(("RLVR slope of H against W*K", "paper: 4 (H about 4WK)", f"{row['slope']:.3g} +- {row['ci']:.2g}",
                      abs(row["slope"] - 4) <= max(row["ci"], 0.2)))
     return Section("Scaling sweep: SFT exponential in K, RLVR linear in W*K",
                    "H_SFT ~ W((L+1)^2/L)^K against H_RLVR ~ 4WK", rows,
-                   notes="Tables: `sweep/tables/`, plots: `sweep/plots/`.\n\n" + markdown)
+                   notes="Tables: `sweep/tables/`, plots: `sweep/plots/`.\n\n" + markdown,
+                   figures=sorted((out / "sweep" / "plots").glob("*.png")))
 
 
 EXPERIMENTS: dict[str, Callable[[bool, Path], Section]] = {
@@ -271,7 +325,7 @@ def reproduce(out, full: bool = False, only: list[str] | None = None, stream=sys
         checked = sum(1 for r in section.rows if r[3] is not None)
         stream.write(f"[{name}] {section.title}: {agree}/{checked} checks agree ({section.seconds:.1f} s)\n")
         stream.flush()
-        (out / "report.md").write_text(header + "\n" + "\n".join(s.markdown() for s in sections))
+        (out / "report.md").write_text(header + "\n" + "\n".join(s.markdown(out) for s in sections))
     summary = {s.title: [list(map(str, r)) for r in s.rows] for s in sections}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     stream.write(f"wrote {out / 'report.md'} in {time.perf_counter() - start:.0f} s\n")
