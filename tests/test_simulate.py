@@ -206,7 +206,7 @@ SPLIT_SCRIPT = textwrap.dedent(
     maze = mazejax.Maze(3, 3, 2)
     logits = mazejax.pretrained_logits(maze)
     key = jax.random.key(3)
-    for kwargs in ({}, {"record": 40, "counts": True}, {"target": 1}):
+    for kwargs in ({}, {"record": 40, "counts": True}, {"target": 1}, {"lanes": 32, "record": 40, "counts": True}):
         one = sample_walks(maze, logits, key, 64, 300, **kwargs)
         split = sample_walks(maze, logits, key, 64, 300, devices=devices, **kwargs)
         assert split.length.sharding.device_set == set(devices), split.length.sharding
@@ -506,3 +506,65 @@ def test_invalid_sample_walks_options_raise(no_compile):
         rollout(maze, logits, key, 4, 10, devices=jax.local_devices() * 2)
     with pytest.raises(ValueError, match="devices"):
         search_walks(maze, logits, key, 4, 10, "mask", devices=[0])
+
+
+# ----------------------------------------------------------------------------------------
+# The pool of lanes: refills and shrinking stages never change a result
+
+
+def _fields_equal(a, b):
+    for name, x, y in zip(a._fields, a, b):
+        assert (x is None) == (y is None), name
+        if x is not None:
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
+
+
+def test_results_do_not_depend_on_the_pool_size():
+    """One stage with every walk in its own lane, against pools that refill and shrink (128..1000 lanes)."""
+    maze = mazejax.Maze(3, 3, 2)
+    logits = random_typed_logits(maze, 3)
+    key = jax.random.key(42)
+    one_stage = sample_walks(maze, logits, key, 3000, BIG, lanes=3000, record=40, counts=True)
+    for lanes in (128, 256, 1000):
+        walks, stats = sample_walks(maze, logits, key, 3000, BIG, lanes=lanes, record=40, counts=True, stats=True)
+        _fields_equal(one_stage, walks)
+        assert len(stats.sizes) > 1 or lanes == 128
+        assert int(np.asarray(walks.length).sum()) <= float(stats.lane_steps)
+    first = sample_walks(maze, logits, key, 700, BIG, lanes=256)  # the first 700 of a bigger call
+    for a, b in zip(first[:3], one_stage[:3]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[:700])
+    for mode in ("aggregate", "mask"):
+        big = search_walks(maze, mazejax.sft_limit_logits(maze), key, 1500, BIG, mode, lanes=1500)
+        _fields_equal(big, search_walks(maze, mazejax.sft_limit_logits(maze), key, 1500, BIG, mode, lanes=128))
+
+
+def test_weighted_counts_of_a_refilling_pool_match_the_recorded_walks():
+    maze = mazejax.Maze(3, 2, 2)
+    logits = random_typed_logits(maze, 4)
+    num = 400
+    weights = np.random.default_rng(0).integers(-8, 9, num) / 4.0  # sums exact in float32
+    key = jax.random.key(6)
+    walks = sample_walks(maze, logits, key, num, BIG, counts=True, weights=weights, lanes=128)
+    length = np.asarray(walks.length)
+    full = np.asarray(sample_walks(maze, logits, key, num, BIG, record=int(length.max()) + 1, lanes=128).states)
+    succ, valid = np.asarray(maze.successors), np.asarray(maze.valid)
+    expected = np.zeros(valid.shape)
+    for i in range(num):
+        walk = full[i, : length[i] + 1]
+        slots = [np.flatnonzero(valid[s] & (succ[s] == t))[0] for s, t in zip(walk[:-1], walk[1:])]
+        np.add.at(expected, (walk[:-1], slots), weights[i])
+    np.testing.assert_array_equal(np.asarray(walks.counts), expected)
+
+
+def test_horizon_cut_inside_a_round_of_the_pool():
+    maze = mazejax.Maze(3, 2, 2)
+    logits = random_typed_logits(maze, 4)
+    key = jax.random.key(6)
+    full = sample_walks(maze, logits, key, 300, BIG, record=80, lanes=128)
+    for horizon in (1, 50, 100):  # not multiples of a round
+        cut = sample_walks(maze, logits, key, 300, horizon, record=80, counts=True, lanes=128)
+        length = np.asarray(cut.length)
+        np.testing.assert_array_equal(length, np.minimum(np.asarray(full.length), horizon))
+        assert float(np.asarray(cut.counts).sum()) == float(length.sum())
+        kept = np.where(np.arange(80)[None, :] <= length[:, None], np.asarray(full.states), -1)
+        np.testing.assert_array_equal(np.asarray(cut.states), kept)

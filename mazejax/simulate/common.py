@@ -7,8 +7,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from mazejax import validate
 from mazejax.maze import Maze
@@ -54,15 +53,6 @@ def rollout_mesh(devices, num: int) -> Optional[Mesh]:
     return Mesh(np.array(devices), (AXIS,))
 
 
-def split(x, mesh: Optional[Mesh], axis: int = 0):
-    """``x`` with its rollout axis split over ``mesh`` (identity when ``mesh`` is None)."""
-    if mesh is None:
-        return x
-    spec = [None] * x.ndim
-    spec[axis] = AXIS
-    return lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
-
-
 def target_argument(maze: Maze, target, num: int) -> jax.Array:
     """int32 [num]: given target slots, or -1 where the target is to be drawn."""
     if target is None:
@@ -81,4 +71,4 @@ def target_argument(maze: Maze, target, num: int) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(target, jnp.int32), (num,))
 
 
-__all__ = ["AXIS", "check_common", "rollout_mesh", "split", "target_argument"]
+__all__ = ["AXIS", "check_common", "rollout_mesh", "target_argument"]

@@ -1,12 +1,19 @@
-"""Counter-based random numbers of the walks: a walk's randomness depends only on the key and its index.
+"""Counter-based random numbers of the walks: a walk's randomness depends only on the key, its
+index ``i`` and its move number ``k``.
 
-All randomness of rollout ``i`` comes from ``threefry2x32(key, (i, c))`` for counters
-``c = 0, 1, ...``: ``c = 0`` draws the target, ``c >= 1`` seeds chunk ``c - 1`` of
-:data:`CHUNK` moves. Threefry is too slow to call once per move on a CPU, so within a chunk the
-threefry output is a 64-bit seed ``(w, g)`` and move ``k`` of the chunk uses the 32-bit word
-``fmix32(w + (k + 1) * (g | 1))`` (a Weyl sequence through MurmurHash3's finaliser, as in
-SplitMix). A rollout's results therefore do not depend on how many rollouts run beside it, on
-jit, on devices or on padding of the maze.
+* The target of walk ``i``: the word ``threefry2x32(key, (i, 0))`` (:func:`targets`).
+* Its stream seed: ``(w_i, g_i) = threefry2x32(key, (i, 1))`` with ``g_i`` forced odd
+  (:func:`walk_seeds`), computed once when the walk starts.
+* Move ``k = 0, 1, ...`` of the walk uses the 32-bit word ``fmix32(w_i + (k + 1) * g_i)``: a
+  Weyl sequence through MurmurHash3's finaliser, as SplitMix does with 64 bits.
+
+Threefry is too slow to call once per move on a CPU; the Weyl sequence costs an add and the
+finaliser a few multiplies and shifts. For odd ``g`` its period in ``k`` is ``2**32``, longer than
+any horizon (``< 2**31``), so a walk never reuses a word, and ``fmix32`` is a bijection with full
+avalanche. The caveat of a 32-bit state: two walks share an increment with probability ``2**-31``
+per pair, and then their streams are the same sequence at a random offset in ``[0, 2**32)``.
+Nothing depends on the lane a walk runs in, the pool size, how many walks run beside it, jit,
+devices or padding of the maze.
 """
 
 from __future__ import annotations
@@ -16,10 +23,6 @@ import jax.numpy as jnp
 from jax.extend.random import threefry_2x32
 
 from mazejax.maze import Maze
-
-#: Moves per chunk: each rollout re-keys its random stream once per chunk. Changing it changes
-#: every sampled walk (not their distribution).
-CHUNK = 128
 
 
 def key_words(key) -> jax.Array:
@@ -44,16 +47,16 @@ def fmix32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def counter_words(key: jax.Array, num: int, counter) -> tuple[jax.Array, jax.Array]:
-    """Two uint32 [num] words ``threefry2x32(key, (i, counter))`` for rollouts ``i < num``."""
-    count = jnp.concatenate([jnp.arange(num, dtype=jnp.uint32), jnp.full(num, counter, jnp.uint32)])
-    words = threefry_2x32((key[0], key[1]), count)
-    return words[:num], words[num:]
+def walk_words(key: jax.Array, start, n: int, counter: int) -> tuple[jax.Array, jax.Array]:
+    """Two uint32 [n] words ``threefry2x32(key, (i, counter))`` for walks ``i = start, ..., start + n - 1``."""
+    i = jnp.asarray(start).astype(jnp.uint32) + jnp.arange(n, dtype=jnp.uint32)
+    words = threefry_2x32((key[0], key[1]), jnp.concatenate([i, jnp.full(n, counter, jnp.uint32)]))
+    return words[:n], words[n:]
 
 
-def chunk_seeds(key: jax.Array, num: int, chunk: jax.Array):
-    """(w, g): uint32 [num] Weyl start and odd increment of each rollout's stream in one chunk."""
-    w, g = counter_words(key, num, chunk.astype(jnp.uint32) + 1)
+def walk_seeds(key: jax.Array, start, n: int) -> tuple[jax.Array, jax.Array]:
+    """uint32 [n] Weyl starts and odd increments of walks ``start, ..., start + n - 1``."""
+    w, g = walk_words(key, start, n, 1)
     return w, g | jnp.uint32(1)
 
 
@@ -69,18 +72,18 @@ def uniform_index(word: jax.Array, n: jax.Array) -> jax.Array:
     return ((high * n + ((low * n) >> 16)) >> 16).astype(jnp.int32)
 
 
-def targets(maze: Maze, key: jax.Array, given: jax.Array) -> jax.Array:
-    """int32 [num]: given target slots, or slots drawn uniformly among the real targets.
+def targets(maze: Maze, key: jax.Array, given: jax.Array, start=0) -> jax.Array:
+    """int32 [n]: given target slots (``>= 0``), or slots drawn uniformly among the real targets
+    for walks ``start, ..., start + n - 1`` (``n = given.shape[0]``).
 
-    The draw uses the word ``threefry2x32(key, (i, 0))`` (chunks use counters 1, 2, ...) and
-    :func:`uniform_index` over the real targets, taken in slot order, so padding the maze with
-    more target slots never changes it.
+    The draw uses the word ``threefry2x32(key, (i, 0))`` and :func:`uniform_index` over the real
+    targets, taken in slot order, so padding the maze with more target slots never changes it.
     """
     mask = jnp.asarray(maze.target_mask)
     real = jnp.sum(mask)
     order = jnp.argsort(~mask, stable=True).astype(jnp.int32)  # real slots first, in order
-    word, _ = counter_words(key, given.shape[0], 0)
+    word, _ = walk_words(key, start, given.shape[0], 0)
     return jnp.where(given >= 0, given, order[uniform_index(word, real)])
 
 
-__all__ = ["CHUNK", "chunk_seeds", "counter_words", "fmix32", "key_words", "targets", "uniform_index"]
+__all__ = ["fmix32", "key_words", "targets", "uniform_index", "walk_seeds", "walk_words"]

@@ -4,8 +4,12 @@ Within an *attempt*, the wrapper forbids entering any edge-state already visited
 attempt, and the cost counts every proposal, rejected ones included. Two semantics: "aggregate"
 (parallel copies of an edge in one direction count as one state; forbidden proposals are
 rejected and redrawn) and "mask" (copies are distinct; visited moves are masked and the rest
-renormalised). Randomness as for the plain walks (:mod:`mazejax.simulate.rng`); moves are drawn
-by inverse CDF in float32 over the allowed moves.
+renormalised). Walks run on a pool of lanes (:mod:`mazejax.simulate.pool`), each lane keeping
+its visited set as a bitset (``ceil(S / 32)`` uint32 words, cleared when an attempt starts), so
+memory is O(lanes * S / 32) whatever ``num``. Randomness as for the plain walks
+(:mod:`mazejax.simulate.rng`): step ``k`` of a walk (an accepted move or a restart) uses the words
+``fmix32(w + (2k + 1) g)`` and ``fmix32(w + (2k + 2) g)``; moves are drawn by inverse CDF in
+float32 over the allowed moves.
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import PartitionSpec
 
 from mazejax import validate
 from mazejax.maze import Maze
 from mazejax.ordered import ordered_cumsum, ordered_sum
 from mazejax.policy import probabilities
-from mazejax.simulate import alias, common, rng
+from mazejax.simulate import alias, common, pool, rng
 
 SEARCH_MODES = ("aggregate", "mask")
+#: Steps between refills of the pool, and the default pool size (speed only).
+ROUND = 16
+LANES = 2048
 
 
 class SearchWalks(NamedTuple):
@@ -46,8 +54,9 @@ class SearchWalks(NamedTuple):
 
 
 def search_walks(
-    maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon, mode: str, *, target=None, devices=None
-) -> SearchWalks:
+    maze: Maze, logits: jax.Array, key: jax.Array, num: int, horizon, mode: str, *, target=None, devices=None,
+    lanes: int = LANES, stats: bool = False,
+):
     """Rollouts under the inference-time search scaffold (paper's Corollary 1, docs/model.md §4.3).
 
     Within an *attempt*, the wrapper forbids entering any edge-state already visited in that
@@ -67,19 +76,23 @@ def search_walks(
     visited set, keeping the cost spent so far; the restart itself costs nothing. A walk that
     would exceed ``horizon`` proposals stops with ``length = horizon`` and ``success = False``.
 
-    Memory: an int32 [num, S] table of visit marks. Arguments as in :func:`sample_walks`;
-    ``mode`` is ``"aggregate"`` or ``"mask"``.
+    Arguments as in :func:`mazejax.simulate.sample_walks`; ``mode`` is ``"aggregate"`` or ``"mask"``.
+    Returns :class:`SearchWalks` (and :class:`~mazejax.simulate.pool.PoolStats` with ``stats``).
     """
     num = validate.positive_int("num", num)
     mesh = common.rollout_mesh(devices, num)
+    lanes = validate.positive_int("lanes", lanes)
     if mode not in SEARCH_MODES:
         raise ValueError(f"search mode must be one of {SEARCH_MODES} (or None for no scaffold), got {mode!r}")
     common.check_common(maze, logits, key, horizon)
     target = common.target_argument(maze, target, num)
-    return _search_kernel(
+    n = pool.devices_of(mesh)
+    sizes = pool.stage_sizes(num // n, max(lanes // n, 1))
+    walks, rounds = _search_kernel(
         maze, jnp.asarray(logits), rng.key_words(key), jnp.asarray(horizon, jnp.int32), target,
-        num=num, mode=mode, mesh=mesh,
+        num=num, mode=mode, sizes=sizes, mesh=mesh,
     )
+    return (walks, pool.stats(sizes, rounds, ROUND, mesh)) if stats else walks
 
 
 
@@ -106,32 +119,68 @@ def _direction_classes(maze: Maze) -> jax.Array:
     return jnp.zeros(S, jnp.int32).at[sorted_ids].set(sorted_ids[start])
 
 
-@functools.partial(jax.jit, static_argnames=("num", "mode", "mesh"))
-def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode, mesh):
+@functools.partial(jax.jit, static_argnames=("num", "mode", "sizes", "mesh"))
+def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode, sizes, mesh):
+    local = functools.partial(_search_local, mode=mode, sizes=sizes)
+    if mesh is None:
+        return local(maze, logits, key, horizon, given_target, jnp.int32(0), num=num)
+    split = PartitionSpec(common.AXIS)
+    return pool.sharded(local, mesh, num, (maze, logits, key, horizon), (given_target,), SearchWalks(*[split] * 5))
+
+
+def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode, sizes):
+    """The scaffold pool for walks ``start, ..., start + num - 1`` (one device)."""
     S, D = maze.capacity.states, maze.capacity.out_degree
     p = probabilities(maze, logits.astype(jnp.float32))
     succ = jnp.asarray(maze.successors).astype(jnp.int32)
     classes = jnp.arange(S, dtype=jnp.int32) if mode == "mask" else _direction_classes(maze)
     successor_class = classes[succ]  # [S, D]
     codes = alias.target_codes(maze)
-    target = common.split(rng.targets(maze, key, given_target), mesh)
-    goal = target + 1
+    target = rng.targets(maze, key, given_target, start)
+    goals = target + 1
+    seed_w, seed_g = rng.walk_seeds(key, start, num)
 
     def uniform(word):  # float32 in [0, 1) with 24 bits
         return (word >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
 
-    def step(carry, _):
-        state, cost, done, hit, moves, restarts, attempt, marks, w, g = carry
+    words = (S + 31) // 32  # visit marks: a bitset of S bits per lane
+    succ_flat = succ.ravel()
+    word_table = successor_class >> 5  # [S, D]: the word and bit of each move's class
+    bit_table = jnp.uint32(1) << (successor_class & 31).astype(jnp.uint32)
+    class_word = classes >> 5
+    class_bit = jnp.uint32(1) << (classes & 31).astype(jnp.uint32)
+
+    def mark(marks, at, when):
+        """Set the bit of class state ``at`` (int32 [n]) in each lane's row, where ``when``."""
+        n = marks.shape[0]
+        flat = marks.ravel()
+        pos = jnp.where(when, jnp.arange(n, dtype=jnp.int32) * words + class_word[at], n * words)
+        old = flat.at[pos].get(mode="fill", fill_value=0)
+        return flat.at[pos].set(old | class_bit[at], mode="drop").reshape(n, words)
+
+    def clear(marks, when):
+        """Zero the rows of the lanes where ``when`` (a row scatter: cheap when few lanes clear)."""
+        n = marks.shape[0]
+        rows = jnp.where(when, jnp.arange(n, dtype=jnp.int32), n)
+        return marks.at[rows].set(jnp.zeros((n, words), jnp.uint32), mode="drop")
+
+    def step(lanes, _):
+        """One step of every lane: an accepted move (after redrawn rejections) or a restart."""
+        state, cost, done, hit = lanes["state"], lanes["cost"], lanes["done"], lanes["hit"]
+        marks, w, g = lanes["marks"], lanes["w"], lanes["g"]
+        n = state.shape[0]
         w1 = w + g
         w = w1 + g
         u_move, u_reject = uniform(rng.fmix32(w1)), uniform(rng.fmix32(w))
-        prob = p[state]  # [num, D]
-        forbidden = jnp.take_along_axis(marks, successor_class[state], axis=1) == attempt[:, None]
+        prob = p.at[state].get(mode="promise_in_bounds")  # [n, D] row gathers
+        word_rows = word_table.at[state].get(mode="promise_in_bounds")
+        bit_rows = bit_table.at[state].get(mode="promise_in_bounds")
+        forbidden = (jnp.take_along_axis(marks, word_rows, axis=1, mode="promise_in_bounds") & bit_rows) != 0
         weight = jnp.where(forbidden, 0.0, prob)
         cdf = ordered_cumsum(weight, axis=1)
         allowed_mass = cdf[:, -1]
         stuck = ~jnp.any(weight > 0, axis=1)
-        slot = jnp.sum(cdf <= (u_move * cdf[:, -1])[:, None], axis=1)
+        slot = jnp.sum(cdf <= (u_move * allowed_mass)[:, None], axis=1)
         last = D - 1 - jnp.argmax((weight > 0)[:, ::-1], axis=1)
         slot = jnp.minimum(slot, last)
         if mode == "aggregate":  # rejected proposals before the accepted one: Geometric(allowed)
@@ -140,40 +189,78 @@ def _search_kernel(maze, logits, key, horizon, given_target, *, num, mode, mesh)
             rejected = jnp.floor(jnp.log1p(-u_reject) / log_reject)
             rejected = jnp.where(forbidden_mass > 0, rejected, 0.0)
         else:
-            rejected = jnp.zeros(num, jnp.float32)
+            rejected = jnp.zeros(n, jnp.float32)
         remaining = horizon - cost  # proposals left; the accepted one needs 1 of them
         rejected = jnp.minimum(rejected, remaining.astype(jnp.float32)).astype(jnp.int32)
-        nxt = succ[state, slot]
-        new_cost = cost + 1 + rejected
+        nxt = succ_flat.at[state * D + slot].get(mode="promise_in_bounds")
         live = ~done
         over = live & ~stuck & (rejected >= remaining)
         moving = live & ~stuck & ~over
         restart = live & stuck
-        reached = moving & (codes[nxt] == goal)
-        attempt = attempt + restart
+        reached = moving & (codes[nxt] == lanes["goal"])
         state = jnp.where(restart, 0, jnp.where(moving, nxt, state))
-        mark = jnp.where(moving, classes[nxt], jnp.where(restart, classes[0], S))
-        marks = jax.vmap(lambda row, j, a: row.at[j].set(a, mode="drop"))(marks, mark, attempt)
-        cost = jnp.where(over, horizon, jnp.where(moving, new_cost, cost))
-        return (
-            state, cost, done | over | reached, hit | reached, moves + moving, restarts + restart,
-            attempt, marks, w, g,
-        ), None
+        marks = clear(marks, restart)  # a new attempt: an empty visited set
+        marks = mark(marks, state, moving | restart)
+        cost = jnp.where(over, horizon, jnp.where(moving, cost + 1 + rejected, cost))
+        lanes = dict(
+            lanes, state=state, cost=cost, done=done | over | reached, hit=hit | reached,
+            moves=lanes["moves"] + moving, restarts=lanes["restarts"] + restart, marks=marks, w=w,
+        )
+        return lanes, None
 
-    def chunk(carry):
-        c, inner = carry
-        w, g = rng.chunk_seeds(key, num, c)
-        inner, _ = lax.scan(step, inner[:-2] + (w, g), None, length=rng.CHUNK)
-        return c + 1, inner
+    def write(lanes, glob, ended):
+        out = jnp.where(ended, lanes["idx"], num)  # out of range: dropped
+        glob = dict(glob)
+        for name, field in (("length", "cost"), ("success", "hit"), ("moves", "moves"), ("restarts", "restarts")):
+            glob[name] = glob[name].at[out].set(lanes[field], mode="drop")
+        return glob
 
-    zeros = common.split(jnp.zeros(num, jnp.int32), mesh)
-    marks = common.split(jnp.full((num, S), -1, jnp.int32).at[:, classes[0]].set(0), mesh)
-    no = jnp.zeros(num, bool)
-    seeds = jnp.zeros(num, jnp.uint32)  # replaced at the start of every chunk
-    inner = (zeros, zeros, no, no, zeros, zeros, zeros, marks, seeds, seeds)
-    _, inner = lax.while_loop(lambda carry: jnp.any(~carry[1][2]), chunk, (jnp.int32(0), inner))
-    _, cost, _, hit, moves, restarts = inner[:6]
-    return SearchWalks(cost, hit, target, moves, restarts)
+    def refill(lanes, glob):
+        done = lanes["done"]
+        glob = write(lanes, glob, done)
+        idx, fresh, j, glob["next"] = pool.next_walks(done, glob["next"], num)
+        zero = jnp.zeros_like(idx)
+        marks = clear(lanes["marks"], done)
+        lanes = dict(
+            idx=jnp.where(done, idx, lanes["idx"]),
+            state=jnp.where(done, 0, lanes["state"]),
+            cost=jnp.where(done, zero, lanes["cost"]),
+            done=jnp.where(done, ~fresh, False),
+            hit=jnp.where(done, False, lanes["hit"]),
+            moves=jnp.where(done, zero, lanes["moves"]),
+            restarts=jnp.where(done, zero, lanes["restarts"]),
+            marks=mark(marks, jnp.zeros_like(idx), fresh),
+            w=jnp.where(done, seed_w[j], lanes["w"]),
+            g=jnp.where(done, seed_g[j], lanes["g"]),
+            goal=jnp.where(done, goals[j], lanes["goal"]),
+        )
+        return lanes, glob
+
+    def flush(lanes, glob):
+        ended = lanes["done"] & (lanes["idx"] < num)
+        return dict(lanes, idx=jnp.where(ended, num, lanes["idx"])), write(lanes, glob, ended)
+
+    def moves(lanes, glob, first):
+        lanes, _ = lax.scan(step, lanes, None, length=ROUND)
+        return lanes, glob
+
+    P = sizes[0]
+    zeros = jnp.zeros(P, jnp.int32)
+    lanes = dict(
+        idx=jnp.full(P, num, jnp.int32), state=zeros, cost=zeros, done=jnp.ones(P, bool),
+        hit=jnp.zeros(P, bool), moves=zeros, restarts=zeros, marks=jnp.zeros((P, words), jnp.uint32),
+        w=jnp.zeros(P, jnp.uint32), g=jnp.ones(P, jnp.uint32), goal=zeros,
+    )
+    fills = dict(idx=num, state=0, cost=0, done=True, hit=False, moves=0, restarts=0, marks=0, w=0, g=1, goal=0)
+    glob = dict(
+        next=jnp.int32(0), length=jnp.zeros(num, jnp.int32), success=jnp.zeros(num, bool),
+        moves=jnp.zeros(num, jnp.int32), restarts=jnp.zeros(num, jnp.int32),
+    )
+    lanes, glob = refill(lanes, glob)
+    glob, rounds = pool.run_stages(
+        lanes, glob, sizes, moves=moves, refill=refill, flush=flush, active=lambda lanes: ~lanes["done"], fills=fills
+    )
+    return SearchWalks(glob["length"], glob["success"], target, glob["moves"], glob["restarts"]), rounds
 
 
-__all__ = ["SEARCH_MODES", "SearchWalks", "search_walks"]
+__all__ = ["LANES", "ROUND", "SEARCH_MODES", "SearchWalks", "search_walks"]
