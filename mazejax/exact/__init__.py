@@ -114,31 +114,29 @@ def truncated_objective(maze: Maze, logits: jax.Array, horizon, max_horizon: int
     return _truncated(maze, logits, horizon, max_horizon)
 
 
-def symmetric_hitting_time(probabilities: jax.Array, W, K, branches: int | None = None) -> jax.Array:
+def symmetric_hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None = None) -> jax.Array:
     """Exact H of a branch-symmetric policy on ``Maze(W, K, L)`` from its type probabilities. float64.
 
     Args:
       probabilities: [4, depths], ``a, b, c, d`` per depth (depth j at column j - 1), ``depths >= K``.
       W, K: the maze's branches and depth (ints, or traced int scalars under ``vmap``); L does not
         enter (the copies of a diamond are alike).
-      branches: static upper bound on W (padding for ``vmap`` over W); default ``W`` (concrete).
+      complements: optionally ``1 - probabilities`` computed accurately (e.g. ``sigmoid(-x)`` for
+        ``sigmoid(x)``), for probabilities within rounding of 1.
 
-    See :mod:`mazejax.exact.symmetric`. Differentiable in ``probabilities``.
+    See :mod:`mazejax.exact.symmetric` (O(K), no linear algebra). Differentiable in both arguments.
     """
     validate.require_x64("mazejax.exact.symmetric_hitting_time")
     shape = jnp.shape(probabilities)
     if len(shape) != 2 or shape[0] != 4:
         raise ValueError(f"probabilities must have shape (4, depths), got {shape}")
-    if branches is None:
-        if validate.is_traced(W):
-            raise ValueError("branches (a static bound on W) must be given when W is traced")
-        branches = validate.positive_int("W", int(W))
-    branches = validate.positive_int("branches", branches)
+    if complements is not None and jnp.shape(complements) != shape:
+        raise ValueError(f"complements must have the shape of probabilities {shape}, got {jnp.shape(complements)}")
     if not validate.is_traced(W):
-        validate.integer("W", int(W), 1, branches)
+        validate.integer("W", int(W), 1)
     if not validate.is_traced(K):
         validate.integer("K", int(K), 1, shape[1])
-    return symmetric.hitting_time(probabilities, W, K, branches)
+    return symmetric.hitting_time(probabilities, W, K, complements)
 
 
 # ----------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ without the target) shows up as an exactly zero exit probability and gives ``+in
 
 Cost: O(W * K * (L + 1)^3) per evaluation. Differentiable in both modes: reverse and forward
 mode go through the level scan; the fork level (:func:`fork_level`) has a custom JVP by implicit
-differentiation of the equivalent ``B x B`` linear solve, from which JAX derives reverse mode by
-transposition, so ``jax.grad``, ``jax.jvp`` and ``jax.hessian`` all work.
+differentiation of the equivalent ``B x B`` linear solve (:func:`solve_m_matrix`, no LAPACK), from
+which JAX derives reverse mode by transposition, so ``jax.grad``, ``jax.jvp`` and ``jax.hessian``
+all work.
 
 Everything here computes in float64 and must run with ``jax_enable_x64`` on (checked by the
 public functions of :mod:`mazejax.exact`).
@@ -170,11 +171,36 @@ def fork_level(fork, q, p, R, lost, fork_cost):
     return jnp.where(doomed[0], jnp.inf, r[0])
 
 
+def solve_m_matrix(A: jax.Array, b: jax.Array) -> jax.Array:
+    """``A^-1 b`` for a nonsingular M-matrix ``A`` (here ``I - M`` with ``M >= 0`` substochastic), by
+    Gaussian elimination without pivoting (never a zero pivot for such matrices) in a fixed order.
+
+    Written out rather than ``jnp.linalg.solve``: jaxlib's batched LAPACK triangular solve can
+    deadlock XLA:CPU's thread pool under a large ``vmap`` (seen with 1000 vmapped runs on this
+    project's CI machine), and this solve is differentiable in both modes like any JAX loop.
+    """
+    n = A.shape[0]
+    idx = jnp.arange(n)
+
+    def forward(k, carry):
+        A, b = carry
+        factor = jnp.where(idx > k, A[:, k] / A[k, k], 0.0)
+        return A - factor[:, None] * A[k][None, :], b - factor * b[k]
+
+    A, b = lax.fori_loop(0, n, forward, (A, b))
+
+    def backward(i, x):
+        k = n - 1 - i
+        return x.at[k].set((b[k] - ordered_sum(A[k] * x)) / A[k, k])
+
+    return lax.fori_loop(0, n, backward, jnp.zeros_like(b))
+
+
 def _fork_level_solve(fork, q, R, fork_cost, doomed):
     """The fork chain as a linear solve: cost from s0 = c0 + (f0 q) . (I - F q)^-1 c_exit."""
     cost = fork_cost + ordered_sum(fork * R[None, :], axis=1)
     M = jnp.where(doomed, 0.0, fork[1:] * q[None, :])
-    h_exit = jnp.linalg.solve(jnp.eye(q.shape[0], dtype=F64) - M, cost[1:])
+    h_exit = solve_m_matrix(jnp.eye(q.shape[0], dtype=F64) - M, cost[1:])
     return cost[0] + ordered_sum(fork[0] * q * h_exit)
 
 
@@ -188,4 +214,4 @@ def _fork_level_jvp(primals, tangents):
     return value, jnp.where(doomed, 0.0, tangent)
 
 
-__all__ = ["F64", "branch_exits", "eliminate", "fork_level", "target_costs"]
+__all__ = ["F64", "branch_exits", "eliminate", "fork_level", "solve_m_matrix", "target_costs"]

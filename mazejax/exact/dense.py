@@ -1,6 +1,8 @@
 """The dense solver: expected hitting costs on any maze by one ``[S, S]`` LU solve per target.
 
-Works for every graph (cycles included) and gives per-state quantities, at O(S^3) per target.
+Works for every graph (cycles included) and gives per-state quantities, at O(S^3) per target, by
+LAPACK's LU (``jnp.linalg.solve``, vmapped over targets): fast, but its bits may depend on the
+batch it runs in, so the sweep's layout-independence holds for the chain solver, not this one.
 Its relative error grows with the condition number of ``I - Q`` (about 1% at the SFT limit of
 W=K=15, L=5), so :mod:`mazejax.exact` uses the chain solver (:mod:`mazejax.exact.chain`)
 whenever the maze has a chain layout. States that miss the target with positive probability are

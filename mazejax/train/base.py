@@ -162,6 +162,8 @@ class TrainResult:
         population cross-entropy of its data; RLVR: ``-J = beta * H - 1``).
       types: dict ``"a", "b", "c", "d"`` -> float64 [R + 1, depths], the per-depth type
         probabilities (docs/model.md §2.1) at each record (zeros on mazes without typed states).
+      extra: dict of further records a trainer keeps (each with ``R + 1`` rows), e.g. the sign of
+        each per-depth gradient of the branch-symmetric RLVR trainer.
     Under ``vmap`` every field gains the batch axes in front.
     """
 
@@ -170,6 +172,7 @@ class TrainResult:
     hitting_time: jax.Array
     loss: jax.Array
     types: dict
+    extra: dict = struct.field(default_factory=dict)
 
 
 def record_steps(steps: int, record_every: int) -> np.ndarray:
@@ -212,7 +215,7 @@ def train_loop(step, carry, *, steps: int, record_every: int, probe, measure):
     return carry, jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), records, last)
 
 
-def result(logits, records, config: Config) -> TrainResult:
+def result(logits, records, config: Config, extra: dict | None = None) -> TrainResult:
     """Pack the final logits and the records of :func:`train_loop` into a :class:`TrainResult`."""
     return TrainResult(
         logits=logits,
@@ -220,6 +223,7 @@ def result(logits, records, config: Config) -> TrainResult:
         hitting_time=records["hitting_time"],
         loss=records["loss"],
         types=records["types"],
+        extra=extra or {},
     )
 
 

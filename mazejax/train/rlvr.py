@@ -112,12 +112,14 @@ def make_rlvr_exact(config: RLVRConfig = RLVRConfig()):
 # The branch-symmetric fast path
 
 
-def symmetric_probabilities(theta: jax.Array, L: jax.Array) -> jax.Array:
-    """Type probabilities [4, depths] (a, b, c, d) of per-type logits ``theta`` [4, depths, 2]."""
+def symmetric_probabilities(theta: jax.Array, L: jax.Array, complement: bool = False) -> jax.Array:
+    """Type probabilities [4, depths] (a, b, c, d) of per-type logits ``theta`` [4, depths, 2]
+    (with ``complement``: their ``1 - p``, computed as a sigmoid, exact also near p = 1)."""
     L = jnp.asarray(L, theta.dtype)
     n_desired = jnp.stack([jnp.ones_like(L), L, L, jnp.ones_like(L)])[:, None]
     n_other = jnp.stack([L, jnp.ones_like(L), jnp.ones_like(L), L])[:, None]
-    return jax.nn.sigmoid(theta[..., 0] - theta[..., 1] + jnp.log(n_desired / n_other))
+    x = theta[..., 0] - theta[..., 1] + jnp.log(n_desired / n_other)
+    return jax.nn.sigmoid(-x if complement else x)
 
 
 def symmetric_logits(maze: Maze, theta: jax.Array) -> jax.Array:
@@ -159,50 +161,61 @@ def paper_sizes(maze: Maze):
     return W, K, L
 
 
+def symmetric_trajectory(config: RLVRSymmetricConfig, hparams: RLVRHParams, W, K, L, theta: jax.Array):
+    """Sign ascent on per-type logits ``theta`` [4, depths, 2] of ``Maze(W, K, L)`` (W, K, L int
+    scalars, may be traced; ``K <= depths``). Returns the final ``theta`` and the records, each with
+    ``R + 1`` rows: ``hitting_time``, ``loss`` (float64), ``types`` (dict of float64 [depths]) and
+    ``gradient_sign`` (float64 [4, depths]: the sign of ``dJ/dp`` for each type and depth, where the
+    paper's Fig. 4 dip shows as a negative sign)."""
+    tx = optax.sign_sgd(hparams.lr)
+    beta = hparams.beta.astype(base.F64)
+
+    def objective(theta):
+        wide = theta.astype(base.F64)
+        p, q = symmetric_probabilities(wide, L), symmetric_probabilities(wide, L, complement=True)
+        H = exact.symmetric_hitting_time(p, W, K, q)
+        return beta * H - 1.0, H
+
+    def records(theta):
+        (loss, H), grad = jax.value_and_grad(objective, has_aux=True)(theta)
+        p = symmetric_probabilities(theta.astype(base.F64), L)
+        return {"hitting_time": H, "loss": loss, "types": dict(zip("abcd", p)),
+                "gradient_sign": -jnp.sign(grad[..., 0]).astype(base.F64)}
+
+    def chunk(carry, _):
+        recorded = records(carry[0])
+
+        def step(carry, _):
+            theta, state = carry
+            grad = jax.grad(lambda t: objective(t)[0])(theta)
+            updates, state = tx.update(grad.astype(theta.dtype), state, theta)
+            return (optax.apply_updates(theta, updates), state), None
+
+        carry, _ = lax.scan(step, carry, None, length=config.record_every)
+        return carry, recorded
+
+    (theta, _), history = lax.scan(chunk, (theta, tx.init(theta)), None, length=config.steps // config.record_every)
+    return theta, jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), history, records(theta))
+
+
 def make_rlvr_symmetric(config: RLVRSymmetricConfig = RLVRSymmetricConfig()):
     """Build the branch-symmetric exact-RLVR trainer (module docstring).
 
     Returns ``train(key, hparams, maze, init_logits) -> TrainResult`` like :func:`make_rlvr_exact`,
     for paper mazes ``Maze(W, K, L)`` (uniform depth and multiplicity; padded and traced ones
     included) and a branch-symmetric ``init_logits`` (the pretrained model; other inits are read
-    through :func:`symmetric_theta`). H is recorded by the symmetric solver; ``a, b, c, d`` from
-    ``theta``. Cost per step O(K), independent of W and L.
+    through :func:`symmetric_theta`). H is recorded by the symmetric solver, ``a, b, c, d`` from
+    ``theta``, and ``result.extra["gradient_sign"]`` [R + 1, 4, depths] holds the sign of ``dJ/dp``
+    per type and depth (:func:`symmetric_trajectory`). Cost per step O(K), independent of W and L.
     """
     validate.require_x64("mazejax.train.rlvr_symmetric")
 
     def train(key: jax.Array, hparams: RLVRHParams, maze: Maze, init_logits: jax.Array) -> base.TrainResult:
         validate.require_x64("mazejax.train.rlvr_symmetric")
         del key
-        W, K, L = paper_sizes(maze)
-        branches = maze.capacity.branches
-        tx = optax.sign_sgd(hparams.lr)
-        beta = hparams.beta.astype(base.F64)
-
-        def objective(theta):
-            H = exact.symmetric_hitting_time(symmetric_probabilities(theta.astype(base.F64), L), W, K, branches)
-            return beta * H - 1.0, H
-
-        def records(theta):
-            loss, H = objective(theta)
-            p = symmetric_probabilities(theta.astype(base.F64), L)
-            return {"hitting_time": H, "loss": loss, "types": dict(zip("abcd", p))}
-
-        def chunk(carry, _):
-            recorded = records(carry[0])
-
-            def step(carry, _):
-                theta, state = carry
-                grad = jax.grad(lambda t: objective(t)[0])(theta)
-                updates, state = tx.update(grad.astype(theta.dtype), state, theta)
-                return (optax.apply_updates(theta, updates), state), None
-
-            carry, _ = lax.scan(step, carry, None, length=config.record_every)
-            return carry, recorded
-
-        theta = symmetric_theta(maze, init_logits)
-        (theta, _), history = lax.scan(chunk, (theta, tx.init(theta)), None, length=config.steps // config.record_every)
-        history = jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), history, records(theta))
-        return base.result(symmetric_logits(maze, theta), history, config)
+        theta, history = symmetric_trajectory(config, hparams, *paper_sizes(maze), symmetric_theta(maze, init_logits))
+        extra = {"gradient_sign": history.pop("gradient_sign")}
+        return base.result(symmetric_logits(maze, theta), history, config, extra=extra)
 
     return train
 
@@ -243,4 +256,5 @@ __all__ = [
     "symmetric_logits",
     "symmetric_probabilities",
     "symmetric_theta",
+    "symmetric_trajectory",
 ]
