@@ -60,6 +60,12 @@ class Capacity:
     structured: bool = False
     paths: int = 0
 
+    @classmethod
+    def paper(cls, W: int, K: int, L: int) -> "Capacity":
+        """The capacity of ``Maze(W, K, L)``, computed without building the maze."""
+        return cls(states=1 + W * (2 * K * L + 2 * K + 2), out_degree=max(W, L + 1), targets=W, branches=W,
+                   levels=2 * K + 1, group=max(2, L + 1), structured=True, paths=2 * K + 1)
+
     @property
     def depths(self) -> int:
         """Diamond depths a paper-style maze of this capacity can hold: ``(levels - 1) // 2``."""

@@ -139,3 +139,8 @@ def test_invalid_paper_sizes(kwargs, match):
 def test_invalid_edges(edges, source, targets, match):
     with pytest.raises(ValueError, match=match):
         mj.Maze.from_edges(edges, source, targets)
+
+
+@pytest.mark.parametrize("W,K,L", [(2, 1, 1), (3, 3, 2), (15, 15, 5), (2, 5, 7), (16, 10, 10), (7, 1, 3)])
+def test_paper_capacity_without_building_the_maze(W, K, L):
+    assert mj.Capacity.paper(W, K, L) == mj.Maze(W, K, L).capacity

@@ -96,7 +96,7 @@ def search_walks(
 
 
 
-def _direction_classes(maze: Maze) -> jax.Array:
+def direction_classes(maze: Maze) -> jax.Array:
     """int32 [S]: a representative of each state's class of parallel copies in one direction.
 
     Copies of an edge traversed the same way share tail and head nodes; the representative is the
@@ -133,7 +133,7 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
     S, D = maze.capacity.states, maze.capacity.out_degree
     p = probabilities(maze, logits.astype(jnp.float32))
     succ = jnp.asarray(maze.successors).astype(jnp.int32)
-    classes = jnp.arange(S, dtype=jnp.int32) if mode == "mask" else _direction_classes(maze)
+    classes = jnp.arange(S, dtype=jnp.int32) if mode == "mask" else direction_classes(maze)
     successor_class = classes[succ]  # [S, D]
     codes = alias.target_codes(maze)
     target = rng.targets(maze, key, given_target, start)
@@ -263,4 +263,4 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
     return SearchWalks(glob["length"], glob["success"], target, glob["moves"], glob["restarts"]), rounds
 
 
-__all__ = ["LANES", "ROUND", "SEARCH_MODES", "SearchWalks", "search_walks"]
+__all__ = ["LANES", "ROUND", "SEARCH_MODES", "SearchWalks", "direction_classes", "search_walks"]

@@ -42,26 +42,41 @@ from mazejax.sweep.spec import Run, Spec
 from mazejax.sweep.store import Store, run_row
 
 
-def run_key(base: int, method: str, W: int, K: int, L: int, seed: int) -> jax.Array:
-    """The PRNG key of one run, derived from its identity only (the same for every setting)."""
+def _ident(method: str, W: int, K: int, L: int) -> int:
     digest = hashlib.blake2b(f"{method}/{W}/{K}/{L}".encode(), digest_size=4).digest()
-    ident = int.from_bytes(digest, "little") & 0x7FFFFFFF
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(base), ident), seed)
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
 
 
-def program(method: methods.Method, static: dict, capacity):
-    """``run(key, leaves, maze, init) -> dict of float64 scalars`` (one CSV row's numbers)."""
+def run_key(base: int, method: str, W: int, K: int, L: int, seed: int) -> jax.Array:
+    """The PRNG key of one run, ``fold_in(fold_in(key(base), id), seed)`` with ``id`` a stable hash
+    of (method, W, K, L): derived from its identity only (the same for every setting)."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(base), _ident(method, W, K, L)), seed)
+
+
+def key_words(runs: list[Run]) -> np.ndarray:
+    """uint32 [n, 2]: the (id, seed) words that :func:`run_key` folds into the base key, per run
+    (the compiled program derives each run's key from them)."""
+    return np.array([(_ident(r.method, *r.size), r.seed) for r in runs], np.uint32)
+
+
+def _key(base: int, words: jax.Array) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(base), words[0]), words[1])
+
+
+def program(method: methods.Method, static: dict, capacity, base: int = 0):
+    """``run(key_words, leaves, maze, init) -> dict of float64 scalars`` (one CSV row's numbers);
+    the run's key is :func:`run_key` of its :func:`key_words` and the base seed ``base``."""
     train = method.build(static, capacity)
 
-    def run(key, leaves, maze, init_logits):
-        out = train(key, leaves, maze, init_logits)
+    def run(words, leaves, maze, init_logits):
+        out = train(_key(base, words), leaves, maze, init_logits)
         final = out.hitting_time[-1]
         reached = jnp.abs(out.hitting_time - final) <= 0.05 * final
         first = jnp.argmax(reached)
         row = {
             "hitting_time": final,
             "steps_to_5pct": jnp.where(jnp.any(reached), out.step[first], -1).astype(jnp.float64),
-            **methods.summarise_types(maze, out.logits),
+            **out.types,
         }
         if out.mc is not None:
             length, success = out.mc
@@ -123,26 +138,25 @@ def run_sweep(spec: Spec, out, *, progress: bool = True, chunk: int | None = Non
         size = chunk or max(1, int(spec.memory_gb * 2**30 // method.memory(dict(static), capacity)))
         size = min(size, len(todo))
         size = -(-size // len(devices)) * len(devices)
-        compiled_program = jax.jit(jax.vmap(program(method, dict(static), capacity)), in_shardings=sharding,
-                                   out_shardings=sharding)
+        compiled_program = jax.jit(jax.vmap(program(method, dict(static), capacity, spec.key)),
+                                   in_shardings=sharding, out_shardings=sharding)
         bar = tqdm(total=len(todo), desc=name, unit="run", disable=None if progress else True)
         start = time.perf_counter()
         compiled = None
         for begin in range(0, len(todo), size):
             batch_runs = todo[begin : begin + size]
             batch = batch_runs + [batch_runs[-1]] * (size - len(batch_runs))
-            for r in batch:
-                if r.size not in mazes:
-                    mazes[r.size] = pad(Maze(*r.size), capacity)
-            padded = [mazes[r.size] for r in batch]
             leaves = {n: np.array([r.leaves()[n] for r in batch], np.int32 if method.params[n].dtype == "int32"
                                   else np.float32) for n in batch[0].leaves()}
-            args = (
-                jnp.stack([run_key(spec.key, r.method, *r.size, r.seed) for r in batch]),
-                leaves,
-                stack(padded),
-                np.stack([np.asarray(pretrained_logits(m)) for m in padded]),
-            )
+            keys = key_words(batch)
+            if method.maze_free:
+                args = (keys, leaves, np.array([r.size for r in batch], np.int32), None)
+            else:
+                for r in batch:
+                    if r.size not in mazes:
+                        mazes[r.size] = pad(Maze(*r.size), capacity)
+                padded = [mazes[r.size] for r in batch]
+                args = (keys, leaves, stack(padded), np.stack([np.asarray(pretrained_logits(m)) for m in padded]))
             args = jax.device_put(args, sharding)
             if compiled is None:
                 t = time.perf_counter()

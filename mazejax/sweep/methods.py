@@ -6,7 +6,10 @@ from the static ones and the padded maze capacity, a pure function
 
     run(key, leaves, maze, init_logits) -> Outcome
 
-that :mod:`mazejax.sweep.driver` vmaps over runs. ``leaves`` is a dict of scalar arrays. Methods
+that :mod:`mazejax.sweep.driver` vmaps over runs. ``leaves`` is a dict of scalar arrays. A
+*maze-free* method (the branch-symmetric RLVR fast path) gets ``sizes`` (int32 [3]: W, K, L)
+instead of a maze and no initial logits (it starts from the pretrained model): a sweep of such
+runs builds no maze at all. Methods
 built on a trainer take its settings and defaults from the trainer's ``Config`` and ``HParams``
 dataclasses (:mod:`mazejax.train.base`); only what the sweep adds (Monte Carlo evaluation of
 the trained policy, the distillation teacher, the search scaffold) is declared here.
@@ -26,20 +29,22 @@ from mazejax.maze import Capacity, Maze
 from mazejax.ordered import ordered_sum
 from mazejax.policy import backtracker_logits, sft_limit_logits
 from mazejax.train import DISTILL, PPO, REINFORCE, RLVR_EXACT, RLVR_SYMMETRIC, SFT, SFT_EXACT, Trainer
-from mazejax.train.base import exact_types
+from mazejax.train.base import exact_types, record_steps
+from mazejax.train.rlvr import symmetric_trajectory
 
 
 class Outcome(NamedTuple):
     """What a method returns for one run.
 
-    logits: final policy [S, D]. step: int32 [R] steps at which ``hitting_time`` [R] (float64,
-    exact H) was recorded; the last record is the final policy. ``mc``: optional
-    (length [n] int, success [n] bool) from rollouts of the final policy, for sampled methods.
+    step: int32 [R] steps at which ``hitting_time`` [R] (float64, exact H) was recorded; the last
+    record is the final policy. ``types``: dict ``a, b, c, d`` -> float64 scalars, the final
+    policy's type probabilities averaged over the maze's depths. ``mc``: optional (length [n] int,
+    success [n] bool) from rollouts of the final policy, for sampled methods.
     """
 
-    logits: jax.Array
     step: jax.Array
     hitting_time: jax.Array
+    types: dict
     mc: tuple | None
 
 
@@ -61,6 +66,7 @@ class Method:
     ``resolve(static, capacity)`` fills settings whose default depends on the grid (PPO's buffer
     length) before a run's identity is formed, so a row always records the value that was used.
     ``memory(static, capacity)`` estimates the bytes one run needs inside a vmapped chunk.
+    ``maze_free``: ``run(key, leaves, sizes, None)`` with ``sizes`` = (W, K, L) instead of a maze.
     """
 
     name: str
@@ -69,6 +75,7 @@ class Method:
     memory: Callable
     resolve: Callable = staticmethod(lambda static, capacity: static)
     sampled: bool = False
+    maze_free: bool = False
     doc: str = ""
 
 
@@ -103,14 +110,14 @@ def _hparams(trainer: Trainer, leaves: dict, **data):
     return trainer.HParams(**{f.name: leaves[f.name] for f in trainer.hparam_fields()}, **data)
 
 
-def _trained(result, mc=None) -> Outcome:
-    return Outcome(result.logits, result.step, result.hitting_time, mc)
+def _trained(maze, result, mc=None) -> Outcome:
+    return Outcome(result.step, result.hitting_time, summarise_types(maze, result.logits), mc)
 
 
 def _evaluated(static, key, maze, result) -> Outcome:
     """The trained policy with ``eval_rollouts`` Monte Carlo walks of at most ``eval_horizon`` moves."""
     walks = simulate.sample_walks(maze, result.logits, key, static["eval_rollouts"], static["eval_horizon"])
-    return _trained(result, (walks.length, walks.success))
+    return _trained(maze, result, (walks.length, walks.success))
 
 
 def _build_trainer(trainer: Trainer, evaluate: bool):
@@ -120,7 +127,7 @@ def _build_trainer(trainer: Trainer, evaluate: bool):
         def run(key, leaves, maze, init):
             train_key, eval_key = jax.random.split(key)
             result = train(train_key, _hparams(trainer, leaves), maze, init)
-            return _evaluated(static, eval_key, maze, result) if evaluate else _trained(result)
+            return _evaluated(static, eval_key, maze, result) if evaluate else _trained(maze, result)
 
         return run
 
@@ -144,7 +151,21 @@ def _build_distill(static, capacity):
 def _build_base(static, capacity):
     def run(key, leaves, maze, init_logits):
         H = exact.hitting_time(maze, init_logits)
-        return Outcome(init_logits, jnp.zeros(1, jnp.int32), H[None], None)
+        return Outcome(jnp.zeros(1, jnp.int32), H[None], summarise_types(maze, init_logits), None)
+
+    return run
+
+
+def _build_rlvr_symmetric(static, capacity):
+    config = _config(RLVR_SYMMETRIC, static)
+    theta = jnp.zeros((4, capacity.depths, 2), jnp.float32)  # the pretrained model
+
+    def run(key, leaves, sizes, init_logits):
+        W, K, L = sizes
+        _, records = symmetric_trajectory(config, _hparams(RLVR_SYMMETRIC, leaves), W, K, L, theta)
+        present = jnp.arange(1, capacity.depths + 1) <= K
+        types = {k: ordered_sum(jnp.where(present, v[-1], 0.0)) / K for k, v in records["types"].items()}
+        return Outcome(jnp.asarray(record_steps(config.steps, config.record_every)), records["hitting_time"], types, None)
 
     return run
 
@@ -155,7 +176,7 @@ def _build_search(policy):
             logits = policy(maze, init_logits.dtype)
             H = exact.hitting_time(maze, logits)
             walks = simulate.search_walks(maze, logits, key, static["rollouts"], static["horizon"], static["mode"])
-            return Outcome(logits, jnp.zeros(1, jnp.int32), H[None], (walks.length, walks.success))
+            return Outcome(jnp.zeros(1, jnp.int32), H[None], summarise_types(maze, logits), (walks.length, walks.success))
 
         return run
 
@@ -206,6 +227,7 @@ _MEMORY = {
     "distill": lambda s, c: 2 * _trainer_bytes(c) + _walk_bytes(c, s["num_traces"] or 1, counts=True)
     + _walk_bytes(c, s["eval_rollouts"]),
     "search": lambda s, c: _exact_bytes(c) + s["rollouts"] * (4 * c.states + 4 * c.out_degree * 8),
+    "symmetric": lambda s, c: 8 * (4 * c.depths * 60 + s["steps"] // s["record_every"] * 5 * c.depths),
 }
 
 METHODS: dict[str, Method] = {
@@ -217,8 +239,8 @@ METHODS: dict[str, Method] = {
         Method("sft", _from_trainer(SFT), _build_trainer(SFT, False), _MEMORY["trainer"], doc=SFT.doc),
         Method("rlvr_exact", _from_trainer(RLVR_EXACT), _build_trainer(RLVR_EXACT, False), _MEMORY["trainer"],
                doc=RLVR_EXACT.doc),
-        Method("rlvr_symmetric", _from_trainer(RLVR_SYMMETRIC), _build_trainer(RLVR_SYMMETRIC, False),
-               _MEMORY["base"], doc=RLVR_SYMMETRIC.doc + "; paper mazes from the pretrained model"),
+        Method("rlvr_symmetric", _from_trainer(RLVR_SYMMETRIC), _build_rlvr_symmetric, _MEMORY["symmetric"],
+               maze_free=True, doc=RLVR_SYMMETRIC.doc + "; paper mazes from the pretrained model"),
         Method("reinforce", {**_from_trainer(REINFORCE), **_EVALUATION}, _build_trainer(REINFORCE, True),
                _MEMORY["reinforce"], sampled=True, doc=REINFORCE.doc),
         Method("ppo", {**_from_trainer(PPO), **_EVALUATION}, _build_trainer(PPO, True), _MEMORY["ppo"],

@@ -26,13 +26,14 @@ length, resolved first): everything that can change its result.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import tomllib
 
 import numpy as np
 
 from mazejax import RESULTS_VERSION, validate
-from mazejax.maze import Capacity, Maze, common_capacity
+from mazejax.maze import Capacity
 from mazejax.sweep import methods
 
 _GRID_KEYS = {"W", "K", "L", "seeds", "methods", "key", "memory_gb"}
@@ -175,7 +176,7 @@ def parse_spec(config: dict) -> Spec:
     key = validate.positive_int("key", config.get("key", 0), minimum=0)
     memory_gb = config.get("memory_gb", 2.0)
     validate.positive_float("memory_gb", memory_gb)
-    capacity = common_capacity([Maze(w, k, l) for w in W for k in K for l in L])
+    capacity = functools.reduce(Capacity.union, (Capacity.paper(w, k, l) for w in W for k in K for l in L))
     spec = Spec(W, K, L, seeds, tuple(names), settings, key, float(memory_gb), capacity)
     for name, static in sorted({(r.method, r.static()) for r in spec.runs()}, key=repr):
         method = methods.get(name)

@@ -176,26 +176,27 @@ def symmetric_trajectory(config: RLVRSymmetricConfig, hparams: RLVRHParams, W, K
         H = exact.symmetric_hitting_time(p, W, K, q)
         return beta * H - 1.0, H
 
-    def records(theta):
+    def step(carry, t):
+        """One evaluation (with the records of the policy before its update) and, before the last
+        step, one update: a single copy of the gradient in the compiled program."""
+        theta, state = carry
         (loss, H), grad = jax.value_and_grad(objective, has_aux=True)(theta)
+        updates, new_state = tx.update(grad.astype(theta.dtype), state, theta)
+        go = t < config.steps
+        carry = (jnp.where(go, optax.apply_updates(theta, updates), theta), jax.tree.map(
+            lambda new, old: jnp.where(go, new, old), new_state, state))
         p = symmetric_probabilities(theta.astype(base.F64), L)
-        return {"hitting_time": H, "loss": loss, "types": dict(zip("abcd", p)),
-                "gradient_sign": -jnp.sign(grad[..., 0]).astype(base.F64)}
+        return carry, {"hitting_time": H, "loss": loss, "types": dict(zip("abcd", p)),
+                       "gradient_sign": -jnp.sign(grad[..., 0]).astype(base.F64)}
 
-    def chunk(carry, _):
-        recorded = records(carry[0])
+    def chunk(carry, start):
+        carry, recorded = lax.scan(step, carry, start + jnp.arange(config.record_every, dtype=jnp.int32))
+        return carry, jax.tree.map(lambda r: r[0], recorded)
 
-        def step(carry, _):
-            theta, state = carry
-            grad = jax.grad(lambda t: objective(t)[0])(theta)
-            updates, state = tx.update(grad.astype(theta.dtype), state, theta)
-            return (optax.apply_updates(theta, updates), state), None
-
-        carry, _ = lax.scan(step, carry, None, length=config.record_every)
-        return carry, recorded
-
-    (theta, _), history = lax.scan(chunk, (theta, tx.init(theta)), None, length=config.steps // config.record_every)
-    return theta, jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), history, records(theta))
+    # R + 1 chunks: the last one evaluates the final policy (its other evaluations update nothing)
+    starts = config.record_every * jnp.arange(config.steps // config.record_every + 1, dtype=jnp.int32)
+    (theta, _), history = lax.scan(chunk, (theta, tx.init(theta)), starts)
+    return theta, history
 
 
 def make_rlvr_symmetric(config: RLVRSymmetricConfig = RLVRSymmetricConfig()):
