@@ -8,6 +8,15 @@ a sweep reported different numbers for the same run in different grids. :func:`o
 the entries one at a time, left to right, with elementwise adds (XLA does not reassociate them),
 so its bits depend only on the entries in order; zero padding appended at the end adds an exact
 ``+0.0``. Every float reduction that feeds a result (probabilities, gradients, metrics) uses it.
+
+A float32 product that feeds an add or a subtraction in the same fused loop has the same flaw:
+XLA:CPU (LLVM) may fuse the multiply into it (one rounding) for some elements and not for others
+(two roundings), depending on where the element falls in the loop (vector body or remainder), so
+the result depended on the element's position in the flattened array, hence on the padding, the
+batch and the devices. XLA also turns ``x / total`` into ``x * (1 / total)``, so a sum of
+normalised entries is such a sum of products. Sums of float32 entries that may be products run in
+float64, and :func:`minus_product` computes ``a - b * c`` in float64: a product of two float32 is
+exact there, so fused or not, the bits are the same.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+F64 = jnp.float64
 UNROLL = 32  # axes up to this length are summed with unrolled adds, longer ones in a fori_loop
 
 
@@ -56,4 +66,13 @@ def ordered_mean(x, axis: int = -1) -> jax.Array:
     return ordered_sum(x, axis) / jnp.shape(x)[axis]
 
 
-__all__ = ["ordered_cumsum", "ordered_mean", "ordered_sum", "ordered_total"]
+def minus_product(a, b, c) -> jax.Array:
+    """``a - b * c`` in float64, the same bits whether or not the multiply is fused into the subtraction.
+
+    Layout-independent when ``b`` and ``c`` are float32 (their product is exact in float64) and
+    ``a`` is float32 or an exact float64 product of two float32; round the result once, at the end.
+    """
+    return jnp.asarray(a).astype(F64) - jnp.asarray(b).astype(F64) * jnp.asarray(c).astype(F64)
+
+
+__all__ = ["minus_product", "ordered_cumsum", "ordered_mean", "ordered_sum", "ordered_total"]

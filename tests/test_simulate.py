@@ -453,7 +453,8 @@ def no_compile(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a kernel was called despite invalid arguments")
 
-    monkeypatch.setattr(walks, "_walks_kernel", boom)
+    monkeypatch.setattr(walks, "_runs_jit", boom)
+    monkeypatch.setattr(walks, "_split_kernel", boom)
     monkeypatch.setattr(scaffold, "_search_kernel", boom)
 
 

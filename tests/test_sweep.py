@@ -317,7 +317,9 @@ def test_sampled_rows_are_bit_identical_across_grid_chunk_and_devices(tmp_path):
     """The methods that sum floats over padded axes and step with Adam: the (2, 1, 2) rows of a 1-maze
     grid on 1 device in chunks of 1 equal those of a 4-maze grid (larger padding) on 4 devices in
     chunks of 8 (the issue's case: these rows differed by up to 1.6%)."""
-    _reproducible(tmp_path, {**TINY, "methods": ["sft", "reinforce", "ppo"]}, "two")
+    methods = ["sft", "reinforce", "ppo"]  # only their tables: a sweep refuses a table of a method it does not run
+    config = {k: v for k, v in TINY.items() if not isinstance(v, dict) or k in methods}
+    _reproducible(tmp_path, {**config, "methods": methods}, "two")
 
 
 @pytest.mark.slow

@@ -111,19 +111,21 @@ def next_walks(done, queue, num: int):
     return jnp.where(fresh, new, num), fresh, jnp.minimum(new, num - 1), jnp.minimum(queue + jnp.sum(done_i, dtype=jnp.int32), num)
 
 
-def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, fills):
+def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, fills, pending=None):
     """The stage loops of a pool kernel.
 
     ``moves(lanes, glob, first)`` runs one round of moves (``first``: in stage 0),
     ``refill(lanes, glob)`` writes the ended walks' results and hands their lanes new walks from
     the queue, ``flush(lanes, glob)`` writes the results of ended walks (without refilling),
-    ``active(lanes)`` is a bool [lanes] mask of the walks still in progress. Stage 0 refills after
+    ``active(lanes)`` is a bool [lanes] mask of the walks still in progress, ``pending(glob)`` whether
+    walks wait in the queue (default ``glob["next"] < len(glob["length"])``). Stage 0 refills after
     every round and runs while the queue has walks or the active walks do not fit stage 1; later
     stages only move while the active walks do not fit the next stage; at the end of a stage the
     finished walks are flushed and the active ones compacted into the next. The last stage runs
     until every walk has ended. Returns the final glob and the rounds of each stage.
     """
-    num = glob["length"].shape[0]
+    if pending is None:
+        pending = lambda glob: glob["next"] < glob["length"].shape[0]  # noqa: E731
     rounds = []
     for s, size in enumerate(sizes):
         fit = 0 if s == len(sizes) - 1 else sizes[s + 1]
@@ -133,7 +135,7 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
         def cond(carry, fit=fit, first=s == 0):
             lanes, glob, _ = carry
             busy = jnp.sum(active(lanes), dtype=jnp.int32) > fit
-            return (busy | (glob["next"] < num)) if first else busy
+            return (busy | pending(glob)) if first else busy
 
         def body(carry, first=s == 0):
             lanes, glob, r = carry

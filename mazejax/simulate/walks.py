@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_batching import custom_vmap
 from jax.sharding import PartitionSpec
 
 from mazejax import validate
@@ -164,101 +165,181 @@ def sample_walks(
     elif counts:
         weights = jnp.ones(num, jnp.float32)
     tables = alias.stepper_tables(maze, jnp.asarray(logits))
-    n = pool.devices_of(mesh)
-    sizes = pool.stage_sizes(num // n, max(lanes // n, 1))
-    walks, rounds = _walks_kernel(
-        maze, tables, rng.key_words(key), jnp.asarray(horizon, jnp.int32), target, weights,
-        num=num, record=record, counts=bool(counts), sizes=sizes, mesh=mesh,
+    layout = alias.layout(maze)
+    key = rng.key_words(key)
+    horizon = jnp.asarray(horizon, jnp.int32)
+    drawn = rng.targets(maze, key, target)
+    if mesh is not None:  # one run, its walks split over devices in contiguous blocks
+        n = pool.devices_of(mesh)
+        sizes = pool.stage_sizes(num // n, max(lanes // n, 1))
+        walks, rounds = _split_kernel(tables, key, horizon, drawn, weights, layout=layout, num=num, record=record,
+                                      counts=bool(counts), lanes=max(lanes // n, 1), mesh=mesh)
+        return (walks, pool.stats(sizes, rounds, ROUND, mesh)) if stats else walks
+    zero = jnp.zeros(num, jnp.float32) if weights is None else weights
+    out = _runs_kernel(num, record, bool(counts), min(num, lanes), layout)(
+        *(x[None] for x in (*tables, key, horizon, drawn, zero, jnp.int32(0))))
+    out = {k: v if k in _DIAGNOSTICS else v[0] for k, v in out.items()}
+    walks = _walks(out, drawn, num, record, counts, layout)
+    if stats:
+        sizes = pool.stage_sizes(num, lanes)  # the pool of one run; under vmap, of the whole batch
+        return walks, pool.PoolStats(sizes, out["rounds"], out["lane_steps"])
+    return walks
+
+
+def _walks(out: dict, target, num: int, record: int, counts: bool, layout) -> Walks:
+    length = out["length"]
+    S, D = layout.states, layout.degree
+    return Walks(
+        length,
+        success=out["success"],
+        target=target,
+        states=out["buffer"].reshape(num, record) if record else None,
+        overflow=length >= record if record else None,
+        counts=out["tally"].reshape(S + 1, D)[:S] if counts else None,
     )
-    return (walks, pool.stats(sizes, rounds, ROUND, mesh)) if stats else walks
 
 
-@functools.partial(jax.jit, static_argnames=("num", "record", "counts", "sizes", "mesh"))
-def _walks_kernel(maze, tables, key, horizon, given_target, weights, *, num, record, counts, sizes, mesh):
-    local = functools.partial(_walks_local, record=record, counts=counts, sizes=sizes)
+_DIAGNOSTICS = ("rounds", "lane_steps")  # pool diagnostics: of the whole batch of runs, not per run
+
+
+@functools.cache
+def _runs_kernel(num: int, record: int, counts: bool, lanes: int, layout):
+    """The walks of ``B`` runs (a leading axis on every input) on one pool of lanes, as a function
+    whose ``vmap`` folds the vmapped axis into ``B``: a sweep of trainers, each sampling walks, is
+    one pool, whose lanes move to the runs still walking as the others finish, and whose counts
+    are one scatter (not a batched one per run).
+
+    Inputs: the stepper tables (alias entries, successor codes [B, (S + 1) D], degree [B]), key
+    words [B, 2], horizon [B], targets [B, num], count weights [B, num], first walk index [B].
+    Each run owns ``lanes`` lanes (its walks, in order, as in a pool of its own), so a run's walks,
+    move counts and their float sums (in the same order) do not depend on the other runs.
+    """
+
+    @custom_vmap
+    def kernel(alias_entry, successor_code, degree, key, horizon, target, weights, start):
+        return _runs_jit(alias_entry, successor_code, degree, key, horizon, target, weights, start,
+                         num=num, record=record, counts=counts, lanes=lanes, layout=layout)
+
+    @kernel.def_vmap
+    def batched(axis_size, in_batched, *args):
+        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(args, in_batched)]
+        B = args[0].shape[1]
+        out = kernel(*(x.reshape((axis_size * B,) + x.shape[2:]) for x in args))
+        out = {k: (jnp.broadcast_to(v, (axis_size,) + v.shape) if k in _DIAGNOSTICS
+                   else v.reshape((axis_size, B) + v.shape[1:])) for k, v in out.items()}
+        return out, {k: True for k in out}
+
+    return kernel
+
+
+@functools.partial(jax.jit, static_argnames=("num", "record", "counts", "lanes", "layout"))
+def _runs_jit(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
+              lanes, layout):
+    B = alias_entry.shape[0]
+    sizes = pool.stage_sizes(B * lanes, B * lanes)
+    out, rounds = _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, num=num,
+                              record=record, counts=counts, lanes=lanes, layout=layout, sizes=sizes)
+    lane_steps = jnp.sum(rounds.astype(jnp.float32) * jnp.asarray(sizes, jnp.float32)) * ROUND
+    return {**out, "rounds": rounds, "lane_steps": lane_steps}
+
+
+@functools.partial(jax.jit, static_argnames=("layout", "num", "record", "counts", "lanes", "mesh"))
+def _split_kernel(tables, key, horizon, target, weights, *, layout, num, record, counts, lanes, mesh):
+    """One run's walks split over the devices of ``mesh`` in contiguous blocks, a pool on each."""
     if weights is None:
         weights = jnp.zeros(num, jnp.float32)  # unused
-    if mesh is None:
-        return local(maze, tables, key, horizon, given_target, weights, jnp.int32(0), num=num)
-    split = PartitionSpec(common.AXIS)
-    specs = Walks(split, split, split, split if record else None, split if record else None,
-                  PartitionSpec() if counts else None)
 
-    def summed(*args, num):
-        walks, rounds = local(*args, num=num)
+    def local(alias_entry, successor_code, degree, key, horizon, drawn, weights, start, *, num):
+        sizes = pool.stage_sizes(num, lanes)
+        out, rounds = _pool_walks(*(x[None] for x in (alias_entry, successor_code, degree, key, horizon, drawn,
+                                                      weights, start)), num=num, record=record, counts=counts,
+                                  lanes=min(num, lanes), layout=layout, sizes=sizes)
+        out = jax.tree.map(lambda x: x[0], out)
+        walks = _walks(out, drawn, num, record, counts, layout)
         if counts:
             walks = walks._replace(counts=lax.psum(walks.counts, common.AXIS))
         return walks, rounds
 
-    return pool.sharded(summed, mesh, num, (maze, tables, key, horizon), (given_target, weights), specs)
+    split = PartitionSpec(common.AXIS)
+    specs = Walks(split, split, split, split if record else None, split if record else None,
+                  PartitionSpec() if counts else None)
+    return pool.sharded(local, mesh, num, (*tables, key, horizon), (target, weights), specs)
 
 
-def _walks_local(maze, tables, key, horizon, given_target, weights, start, *, num, record, counts, sizes):
-    """The plain-walk pool for walks ``start, ..., start + num - 1`` (one device)."""
-    layout = alias.layout(maze)
+def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
+                lanes, layout, sizes):
+    """The plain-walk pool of ``B`` runs (leading axis of every input): each run's walks
+    ``start[b], ..., start[b] + num - 1`` on its own ``lanes`` lanes in stage 0 (refilled from its own
+    queue), then all active lanes compacted together as the pool shrinks."""
+    B = alias_entry.shape[0]
     S, D = layout.states, layout.degree
-    alias_entry, successor_code, degree = tables
-    target = rng.targets(maze, key, given_target, start)
+    P = B * lanes
+    seed_w, seed_g = jax.vmap(lambda k, s: rng.walk_seeds(k, s, num))(key, start)  # [B, num]
     goals = target + 1
-    seed_w, seed_g = rng.walk_seeds(key, start, num)
     shift = 32 - layout.resolution
     frac_mask = jnp.uint32(2**layout.resolution - 1)
     state_mask = jnp.int32(2**layout.state_bits - 1)
     alias_mask = jnp.int32(2**layout.alias_bits - 1)
-    no_count = (S + 1) * D  # out-of-range scatter index: dropped
-    hz = horizon.astype(jnp.uint32)
+    table = (S + 1) * D
+    entries, codes = alias_entry.ravel(), successor_code.ravel()
+    no_count = B * table  # out-of-range scatter index: dropped
+    hz = horizon.astype(jnp.uint32)  # [B]
     R = ROUND
 
-    def move(state, word, goal):
-        """One move of every lane: (next state (sink after a hit), state entered, flat (s, slot))."""
-        x = (word >> shift) * degree
+    def move(state, word, goal, run):
+        """One move of every lane: (next state (sink after a hit), state entered, flat (run, s, slot))."""
+        x = (word >> shift) * degree[run]
         slot = (x >> layout.resolution).astype(jnp.int32)
         frac = (x & frac_mask).astype(jnp.int32)
-        base = state * D
-        entry = alias_entry.at[base + slot].get(mode="promise_in_bounds")
+        base = run * table + state * D
+        entry = entries.at[base + slot].get(mode="promise_in_bounds")
         slot = jnp.where(frac < (entry >> layout.alias_bits), slot, entry & alias_mask)
-        code = successor_code.at[base + slot].get(mode="promise_in_bounds")
+        code = codes.at[base + slot].get(mode="promise_in_bounds")
         entered = code & state_mask
         return jnp.where((code >> layout.state_bits) == goal, S, entered), entered, base + slot
 
-    def write(lanes, glob, ended):
+    def write(lanes_, glob, ended):
         """Write the results of the walks whose lanes are ``ended``."""
-        k = lanes["k"]
-        out = jnp.where(ended, lanes["idx"], num)  # out of range: dropped
+        k, run, idx = lanes_["k"], lanes_["run"], lanes_["idx"]
+        out = jnp.where(ended & (idx < num), run * num + idx, B * num)  # idle lanes (idx = num): dropped
         glob = dict(glob)
-        glob["length"] = glob["length"].at[out].set(jnp.minimum(k, hz).astype(jnp.int32), mode="drop")
-        glob["success"] = glob["success"].at[out].set(k <= hz, mode="drop")
+        glob["length"] = glob["length"].at[out].set(jnp.minimum(k, hz[run]).astype(jnp.int32), mode="drop")
+        glob["success"] = glob["success"].at[out].set(k <= hz[run], mode="drop")
         return glob
 
-    def refill(lanes, glob):
-        """Write the ended walks' results and hand their lanes the next walks of the queue."""
-        done = lanes["state"] == S  # ended walks, and idle lanes (idx == num: not written)
-        glob = write(lanes, glob, done)
-        idx, fresh, j, glob["next"] = pool.next_walks(done, glob["next"], num)
-        lanes = dict(
-            idx=jnp.where(done, idx, lanes["idx"]),
-            state=jnp.where(fresh, 0, lanes["state"]),
-            k=jnp.where(done, jnp.uint32(0), lanes["k"]),
-            w=jnp.where(done, seed_w[j], lanes["w"]),
-            g=jnp.where(done, seed_g[j], lanes["g"]),
-            goal=jnp.where(done, goals[j], lanes["goal"]),
-            **({"weight": jnp.where(done, weights[j], lanes["weight"])} if counts else {}),
+    def refill(lanes_, glob):
+        """Write the ended walks' results and hand their lanes the next walks of their run's queue
+        (stage 0: each run's lanes are still its own block)."""
+        done = lanes_["state"] == S  # ended walks, and idle lanes (idx == num: not written)
+        glob = write(lanes_, glob, done)
+        idx, fresh, j, glob["next"] = jax.vmap(lambda d, q: pool.next_walks(d, q, num))(done.reshape(B, lanes), glob["next"])
+        idx, fresh, j = idx.ravel(), fresh.ravel(), j.reshape(B, lanes)
+        take = lambda x: jnp.take_along_axis(x, j, axis=1).ravel()  # noqa: E731
+        lanes_ = dict(
+            lanes_,
+            idx=jnp.where(done, idx, lanes_["idx"]),
+            state=jnp.where(fresh, 0, lanes_["state"]),
+            k=jnp.where(done, jnp.uint32(0), lanes_["k"]),
+            w=jnp.where(done, take(seed_w), lanes_["w"]),
+            g=jnp.where(done, take(seed_g), lanes_["g"]),
+            goal=jnp.where(done, take(goals), lanes_["goal"]),
+            **({"weight": jnp.where(done, take(weights), lanes_["weight"])} if counts else {}),
         )
-        return lanes, glob
+        return lanes_, glob
 
-    def flush(lanes, glob):
+    def flush(lanes_, glob):
         """Write the results of the walks that ended (without refilling their lanes)."""
-        ended = (lanes["state"] == S) & (lanes["idx"] < num)
-        return dict(lanes, idx=jnp.where(ended, num, lanes["idx"])), write(lanes, glob, ended)
+        ended = (lanes_["state"] == S) & (lanes_["idx"] < num)
+        return dict(lanes_, idx=jnp.where(ended, num, lanes_["idx"])), write(lanes_, glob, ended)
 
-    def moves(lanes, glob, first):
-        """``R`` moves of every lane, then lanes at the horizon are sent to the sink."""
-        g, goal = lanes["g"], lanes["goal"]
+    def moves(lanes_, glob, first):
+        """``R`` moves of every lane, then lanes at their run's horizon are sent to the sink."""
+        g, goal, run = lanes_["g"], lanes_["goal"], lanes_["run"]
 
         def step(inner, _):
             state, k, w = inner
             w = w + g
-            nxt, entered, flat = move(state, rng.fmix32(w), goal)
+            nxt, entered, flat = move(state, rng.fmix32(w), goal, run)
             moving = state != S
             out = (
                 jnp.where(moving, entered, -1) if record else None,
@@ -266,32 +347,34 @@ def _walks_local(maze, tables, key, horizon, given_target, weights, start, *, nu
             )
             return (nxt, k + moving.astype(jnp.uint32), w), out
 
-        k0 = lanes["k"]
+        k0 = lanes_["k"]
         (state, k, w), (entered, flat) = lax.scan(
-            step, (lanes["state"], k0, lanes["w"]), None, length=R, unroll=_UNROLL if first else 1
+            step, (lanes_["state"], k0, lanes_["w"]), None, length=R, unroll=_UNROLL if first else 1
         )
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
         # overshoot: never recorded or counted); k = horizon + 1 marks it as a miss
-        cut = (state != S) & (k >= hz)
-        lanes = dict(lanes, state=jnp.where(cut, S, state), k=jnp.where(cut, hz + 1, k), w=w)
+        h = hz[run]
+        cut = (state != S) & (k >= h)
+        lanes_ = dict(lanes_, state=jnp.where(cut, S, state), k=jnp.where(cut, h + 1, k), w=w)
         if record or counts:
             r = jnp.arange(R, dtype=jnp.uint32)[:, None]  # move r of the round is move k0 + r of its walk
-            kept = (k0[None, :] + r) < hz
+            kept = (k0[None, :] + r) < h[None, :]
             glob = dict(glob)
             if record:
                 col = jnp.minimum(k0, jnp.uint32(record))[None, :] + 1 + r  # column of the entered state
                 ok = kept & (entered >= 0) & (col < record)
-                pos = jnp.where(ok, lanes["idx"][None, :] * record + col.astype(jnp.int32), num * record)
+                walk = run * num + lanes_["idx"]
+                pos = jnp.where(ok, walk[None, :] * record + col.astype(jnp.int32), B * num * record)
                 glob["buffer"] = glob["buffer"].at[pos.ravel()].set(entered.ravel(), mode="drop")
             if counts:
                 flat = jnp.where(kept, flat, no_count)
-                wt = jnp.broadcast_to(lanes["weight"], flat.shape)
+                wt = jnp.broadcast_to(lanes_["weight"], flat.shape)
                 glob["tally"] = glob["tally"].at[flat.ravel()].add(wt.ravel(), mode="drop")
-        return lanes, glob
+        return lanes_, glob
 
-    P = sizes[0]
-    fills = dict(idx=num, state=S, k=0, w=0, g=1, goal=0, weight=0.0)
-    lanes = dict(
+    fills = dict(run=0, idx=num, state=S, k=0, w=0, g=1, goal=0, weight=0.0)
+    lanes_ = dict(
+        run=jnp.repeat(jnp.arange(B, dtype=jnp.int32), lanes),
         idx=jnp.full(P, num, jnp.int32),
         state=jnp.full(P, S, jnp.int32),
         k=jnp.zeros(P, jnp.uint32),
@@ -300,25 +383,22 @@ def _walks_local(maze, tables, key, horizon, given_target, weights, start, *, nu
         goal=jnp.zeros(P, jnp.int32),
         **({"weight": jnp.zeros(P, jnp.float32)} if counts else {}),
     )
-    glob = dict(next=jnp.int32(0), length=jnp.zeros(num, jnp.int32), success=jnp.zeros(num, bool))
+    glob = dict(next=jnp.zeros(B, jnp.int32), length=jnp.zeros(B * num, jnp.int32), success=jnp.zeros(B * num, bool))
     if record:
-        glob["buffer"] = jnp.full((num, record), -1, jnp.int32).at[:, 0].set(0).ravel()
+        glob["buffer"] = jnp.full((B * num, record), -1, jnp.int32).at[:, 0].set(0).ravel()
     if counts:
         glob["tally"] = jnp.zeros(no_count, jnp.float32)
-    lanes, glob = refill(lanes, glob)  # the first P walks
+    lanes_, glob = refill(lanes_, glob)  # the first walks of every run
     glob, rounds = pool.run_stages(
-        lanes, glob, sizes, moves=moves, refill=refill, flush=flush, active=lambda lanes: lanes["state"] != S,
-        fills=fills,
+        lanes_, glob, sizes, moves=moves, refill=refill, flush=flush, active=lambda lanes_: lanes_["state"] != S,
+        fills=fills, pending=lambda glob: jnp.any(glob["next"] < num),
     )
-    length = glob["length"]
-    return Walks(
-        length,
-        success=glob["success"],
-        target=target,
-        states=glob["buffer"].reshape(num, record) if record else None,
-        overflow=length >= record if record else None,
-        counts=glob["tally"][: S * D].reshape(S, D) if counts else None,
-    ), rounds
+    out = {"length": glob["length"].reshape(B, num), "success": glob["success"].reshape(B, num)}
+    if record:
+        out["buffer"] = glob["buffer"].reshape(B, num * record)
+    if counts:
+        out["tally"] = glob["tally"].reshape(B, table)
+    return out, rounds
 
 
 __all__ = ["LANES", "ROUND", "Walks", "rollout", "sample_walks"]

@@ -5,9 +5,12 @@ With an unlimited horizon every walk hits, so ``J = E[r] = 1 - beta * H`` and
 ``dJ/dtheta = -beta * dH/dtheta`` (the objective of :mod:`mazejax.train.rlvr`); a finite horizon
 cuts the walks that miss at ``length = horizon`` with no hit bonus.
 
-*Horizon.* Either fixed, or ``ceil(horizon_scale * H)`` for the current policy's exact ``H`` (the
-paper's PPO uses twice ``H``), capped by a fixed maximum. Both are array leaves: the stepper
-(:func:`mazejax.simulate.sample_walks`) takes a traced horizon, so changing it never recompiles.
+*Horizon.* Either fixed, or ``ceil(horizon_scale * H)`` (the paper's PPO uses twice ``H``),
+capped by a fixed maximum, where ``H`` is (static setting ``horizon_rule``) ``"exact"``: the
+current policy's exact hitting time (the paper's setting), or ``"estimate"``: the mean length of
+the previous batch's walks (what a real RLVR pipeline can measure; the first batch uses the cap).
+All are array leaves: the stepper (:func:`mazejax.simulate.sample_walks`) takes a traced horizon,
+so changing it never recompiles.
 
 *Score function.* For the tabular softmax policy the score of a walk is
 ``d log p(walk) / d theta[s, m] = N[s, m] - N[s] * pi(m | s)`` with ``N[s, m]`` the number of
@@ -24,7 +27,7 @@ import numpy as np
 
 from mazejax import validate
 from mazejax.maze import Maze
-from mazejax.ordered import ordered_mean, ordered_sum
+from mazejax.ordered import F64, minus_product, ordered_mean, ordered_sum
 from mazejax.policy import probabilities
 from mazejax.train import base
 
@@ -37,6 +40,7 @@ BETA = validate.Number(0)
 HORIZON = validate.Integer(1, HORIZON_LIMIT - 1)
 HORIZON_SCALE = validate.Number(0)
 ROLLOUTS = validate.Integer(2)  # a leave-one-out baseline needs two walks
+HORIZON_RULE = validate.Choice("exact", "estimate")
 
 
 def rollout_horizon(horizon: jax.Array, horizon_scale: jax.Array, hitting_time: jax.Array) -> jax.Array:
@@ -77,13 +81,16 @@ def score_gradient(maze: Maze, logits: jax.Array, weighted_counts: jax.Array, nu
       ``(C - C.sum(-1) * pi) / num``: zero on invalid moves; every row sums to zero.
     """
     pi = probabilities(maze, logits.astype(jnp.float32))
-    return (weighted_counts - ordered_sum(weighted_counts, axis=-1, keepdims=True) * pi) / num
+    # the row sums in float64 and ``C - total * pi`` with exact products (mazejax.ordered): layout-independent bits
+    total = ordered_sum(weighted_counts.astype(F64), axis=-1, keepdims=True).astype(jnp.float32)
+    return (minus_product(weighted_counts, pi, total) / num).astype(jnp.float32)
 
 
 __all__ = [
     "BETA",
     "HORIZON",
     "HORIZON_LIMIT",
+    "HORIZON_RULE",
     "HORIZON_SCALE",
     "LR",
     "ROLLOUTS",

@@ -56,7 +56,7 @@ from jax import lax
 
 from mazejax import exact, simulate, validate
 from mazejax.maze import Maze
-from mazejax.ordered import ordered_sum, ordered_total
+from mazejax.ordered import F64, minus_product, ordered_sum, ordered_total
 from mazejax.policy import log_probabilities, probabilities
 from mazejax.train import base
 from mazejax.train import policy_gradient as pg
@@ -235,13 +235,16 @@ def clipped_surrogate_gradient(maze: Maze, logits, old_log_probs, positive, nega
     With ``c = P 1{rho < 1 + eps} + M 1{rho > 1 - eps}`` the slope of the surrogate in each move's
     ratio, and ``d rho[s, m'] / d theta[s, m] = rho[s, m'] (1{m = m'} - pi(m | s))``:
     ``dL / dtheta[s, m] = (c rho)[s, m] - pi(m | s) sum_m' (c rho)[s, m']`` (over ``B``). Written out
-    (rather than by autodiff) so its row sums run in a fixed order (:mod:`mazejax.ordered`).
+    (rather than by autodiff) so its row sums run in a fixed order and its products are exact
+    (:mod:`mazejax.ordered`).
     """
     used, ratio = _ratio(maze, logits, old_log_probs, positive, negative)
     clip = jnp.asarray(clip, jnp.float32)
-    slope = jnp.where(used, positive * (ratio < 1.0 + clip) + negative * (ratio > 1.0 - clip), 0.0) * ratio
+    slope = jnp.where(used, positive * (ratio < 1.0 + clip) + negative * (ratio > 1.0 - clip), 0.0)
+    slope = slope.astype(F64) * ratio.astype(F64)  # exact in float64: a fused multiply-add can't change its sums
+    total = ordered_sum(slope, axis=-1, keepdims=True).astype(jnp.float32)
     pi = probabilities(maze, logits.astype(jnp.float32))
-    return (slope - pi * ordered_sum(slope, axis=-1, keepdims=True)) / num_walks
+    return (minus_product(slope, pi, total) / num_walks).astype(jnp.float32)
 
 
 def make_ppo(config: PPOConfig):

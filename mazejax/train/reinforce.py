@@ -23,10 +23,12 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
 from mazejax import exact, simulate, validate
 from mazejax.maze import Maze
+from mazejax.ordered import ordered_sum
 from mazejax.train import base
 from mazejax.train import policy_gradient as pg
 
@@ -37,6 +39,8 @@ class ReinforceConfig(base.Config):
 
     steps: int = base.steps(400, "optimizer steps; each samples num_rollouts fresh walks")
     num_rollouts: int = base.setting(128, pg.ROLLOUTS, "walks per step (>= 2 for the leave-one-out baseline)")
+    horizon_rule: str = base.setting("exact", pg.HORIZON_RULE, "H behind the scaled horizon: the current policy's "
+                                     "exact H (the paper) or the previous batch's mean length")
     record_every: int = base.record_every(10)
     optimizer: str = base.optimizer("adam")
 
@@ -81,9 +85,10 @@ def make_reinforce(config: ReinforceConfig = ReinforceConfig()):
     Returns ``train(key, hparams, maze, init_logits) -> TrainResult``, pure and traceable: step
     ``t`` samples with ``fold_in(key, t)``; ``hparams`` a :class:`ReinforceHParams` (leaves of shape
     [] per run), ``maze`` any :class:`~mazejax.Maze` (vmap over :func:`mazejax.stack`-ed mazes),
-    ``init_logits`` [S, D]. Each step costs one exact ``H`` (the horizon rule and the records)
-    and ``2 * num_rollouts`` walks. Records hold the exact H, the loss ``beta * H - 1`` (``-J``
-    with an unlimited horizon) and ``a, b, c, d``.
+    ``init_logits`` [S, D]. Each step costs ``2 * num_rollouts`` walks (lengths, then advantage-
+    weighted move counts) and, with ``horizon_rule = "exact"``, one exact ``H``. Records hold the
+    exact H, the loss ``beta * H - 1`` (``-J`` with an unlimited horizon), ``a, b, c, d`` and
+    ``extra["moves"]``, the moves sampled so far (both passes).
     """
     validate.require_x64("mazejax.train.reinforce")
 
@@ -92,23 +97,25 @@ def make_reinforce(config: ReinforceConfig = ReinforceConfig()):
         tx = base.trainable_optimizer(config, hparams.lr, maze)
         beta = hparams.beta.astype(base.F64)
 
-        def measure(carry):
-            hitting_time = exact.hitting_time(maze, carry[0])
-            return {"hitting_time": hitting_time, "loss": beta * hitting_time - 1.0}
+        def probe(carry):
+            metrics = base.exact_metrics(maze, carry[0])
+            return {**metrics, "loss": beta * metrics["hitting_time"] - 1.0, "moves": carry[3]}
 
         def step(carry, t):
-            logits, opt_state = carry
-            measured = measure(carry)
-            horizon = pg.rollout_horizon(hparams.horizon, hparams.horizon_scale, measured["hitting_time"])
+            logits, opt_state, estimate, moves = carry
+            H = exact.hitting_time(maze, logits) if config.horizon_rule == "exact" else estimate
+            horizon = pg.rollout_horizon(hparams.horizon, hparams.horizon_scale, H)
             key_t = jax.random.fold_in(key, t)
-            gradient, _ = reinforce_gradient(maze, logits, key_t, config.num_rollouts, horizon, hparams.beta)
-            return base.descend(tx, logits, opt_state, -gradient, maze), measured
+            gradient, walks = reinforce_gradient(maze, logits, key_t, config.num_rollouts, horizon, hparams.beta)
+            logits, opt_state = base.descend(tx, logits, opt_state, -gradient, maze)
+            length = ordered_sum(walks.length.astype(base.F64))
+            return (logits, opt_state, length / config.num_rollouts, moves + 2 * length), {}
 
-        (logits, _), records = base.train_loop(
-            step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
-            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=measure,
+        start = (init_logits, tx.init(init_logits), jnp.asarray(jnp.inf, base.F64), jnp.zeros((), base.F64))
+        (logits, *_), records = base.train_loop(
+            step, start, steps=config.steps, record_every=config.record_every, probe=probe, measure=lambda carry: {},
         )
-        return base.result(logits, records, config)
+        return base.result(logits, records, config, extra={"moves": records["moves"]})
 
     return train
 

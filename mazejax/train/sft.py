@@ -30,7 +30,7 @@ from jax import lax
 
 from mazejax import validate
 from mazejax.maze import Maze
-from mazejax.ordered import ordered_sum, ordered_total
+from mazejax.ordered import F64, minus_product, ordered_sum, ordered_total
 from mazejax.policy import probabilities
 from mazejax.train import base
 
@@ -150,12 +150,15 @@ def cross_entropy(maze: Maze, logits: jax.Array, weights: jax.Array) -> jax.Arra
 def cross_entropy_gradient(maze: Maze, logits: jax.Array, weights: jax.Array) -> jax.Array:
     """The gradient of :func:`cross_entropy` in ``logits``, [S, D]: ``(sum_m w[s, m]) pi(. | s) - w[s]``.
 
-    In closed form (the softmax's), rather than by autodiff, so its row sums run in a fixed order
-    (:mod:`mazejax.ordered`); zero on invalid moves.
+    In closed form (the softmax's), rather than by autodiff, so its row sums run in a fixed order and
+    its products are exact for float32 logits (:mod:`mazejax.ordered`); zero on invalid moves.
     """
-    weights = weights.astype(logits.dtype)
+    dtype = logits.dtype
+    weights = weights.astype(dtype)
     pi = probabilities(maze, logits)
-    return jnp.where(jnp.asarray(maze.valid), ordered_sum(weights, axis=-1, keepdims=True) * pi - weights, 0.0)
+    # summed in float64 (no product of weights can be fused into the adds), then a - b * c exactly
+    total = ordered_sum(weights.astype(F64), axis=-1, keepdims=True).astype(dtype)
+    return jnp.where(jnp.asarray(maze.valid), -minus_product(weights, pi, total), 0.0).astype(dtype)
 
 
 # ----------------------------------------------------------------------------------------
