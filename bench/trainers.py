@@ -1,0 +1,124 @@
+"""Sampled RLVR at scale: many REINFORCE runs and PPO seeds as one vmapped program, end to end.
+
+Workloads (default settings of each trainer, the paper's horizon rule unless said):
+
+* REINFORCE, W=K=3, L=2, ``--runs`` (default 1024) runs vmapped over keys;
+* PPO, W=K=6, L=5, ``--seeds`` (default 8) seeds vmapped over keys.
+
+For each it prints compile and run time (after ``block_until_ready``), the converged fraction
+(exact H of the final policy within 15% (REINFORCE) / 25% (PPO) of the backtracker), the moves the
+trainer sampled (``result.extra["moves"]`` for REINFORCE: both passes of every step) and the
+*training efficiency*: moves sampled per second of training over the stepper's peak rate in the same
+process (plain walks at horizon 512 of the base policy, the same maze, as many walks as the
+training samples per step times the runs). The breakdown times the pieces of one step alone, on the
+same batch: the exact H behind the horizon rule, the walks, and the rest (gradient, optimizer).
+The REINFORCE workload is run twice: with the exact-H horizon rule (the paper's) and with the
+horizon estimated from the previous batch's walks (``horizon_rule="estimate"``).
+
+    python bench/trainers.py
+    python bench/trainers.py --quick      # 128 runs, 2 PPO seeds, fewer steps
+    python bench/trainers.py --gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--runs", type=int, default=1024, help="REINFORCE runs")
+    parser.add_argument("--seeds", type=int, default=8, help="PPO seeds")
+    args = parser.parse_args()
+    if not args.gpu:
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", True)
+    from common import machine_line
+
+    import mazejax as mj
+    from mazejax.train import PPOConfig, PPOHParams, ReinforceConfig, ReinforceHParams, make_ppo, make_reinforce
+    from mazejax.train.ppo import default_horizon
+    from mazejax.train.reinforce import reinforce_gradient
+
+    if args.gpu and jax.default_backend() != "gpu":
+        raise SystemExit("--gpu: no GPU backend")
+    runs = 128 if args.quick else args.runs
+    seeds = 2 if args.quick else args.seeds
+    print(machine_line())
+
+    def timed(fn, *a, reps=3):
+        jax.block_until_ready(fn(*a))
+        start = time.perf_counter()
+        for _ in range(reps):
+            out = fn(*a)
+        jax.block_until_ready(out)
+        return (time.perf_counter() - start) / reps
+
+    def peak_rate(maze, walks):
+        """The stepper's own moves/s: base policy, horizon 512, ``walks`` walks."""
+        base = mj.pretrained_logits(maze)
+        run = jax.jit(lambda key: jnp.sum(mj.sample_walks(maze, base, key, walks, 512).length, dtype=jnp.int64))
+        moves = int(run(jax.random.key(0)))
+        return moves / timed(run, jax.random.key(1))
+
+    def train_run(train, keys, hparams, maze):
+        init = mj.pretrained_logits(maze)
+        fn = jax.jit(jax.vmap(train, in_axes=(0, None, None, None)))
+        start = time.perf_counter()
+        compiled = fn.lower(keys, hparams, maze, init).compile()
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        result = jax.block_until_ready(compiled(keys, hparams, maze, init))
+        return result, compile_s, time.perf_counter() - start
+
+    # ---------------------------------------------------------------------------------------
+    maze = mj.Maze(3, 3, 2)
+    keys = jax.random.split(jax.random.key(0), runs)
+    steps = 100 if args.quick else ReinforceConfig().steps
+    print(f"\nREINFORCE, (3,3,2), {runs} runs x {steps} steps, {ReinforceConfig().num_rollouts} walks per step")
+    logits = jnp.broadcast_to(mj.pretrained_logits(maze), (runs,) + mj.pretrained_logits(maze).shape)
+    H_of = jax.jit(jax.vmap(lambda l: mj.exact.hitting_time(maze, l)))
+    grad_of = jax.jit(jax.vmap(lambda l, k: reinforce_gradient(maze, l, k, 128, 550, 0.01)[0]))
+    walks_of = jax.jit(jax.vmap(lambda l, k: mj.sample_walks(maze, l, k, 128, 550).length))
+    t_H, t_grad, t_walk = timed(H_of, logits), timed(grad_of, logits, keys), timed(walks_of, logits, keys)
+    print(f"one step at the base policy (horizon 550), all runs: exact H {t_H * 1e3:.0f} ms, walks for the "
+          f"advantages {t_walk * 1e3:.0f} ms, weighted-count walks and gradient {(t_grad - t_walk) * 1e3:.0f} ms")
+    peak = peak_rate(maze, runs * 128)
+    print(f"stepper peak (horizon 512, {runs * 128} walks): {peak / 1e6:.0f} M moves/s")
+    for rule in ("exact", "estimate"):
+        config = ReinforceConfig(steps=steps, horizon_rule=rule)
+        result, compile_s, run_s = train_run(make_reinforce(config), keys, ReinforceHParams.create(), maze)
+        H = np.asarray(result.hitting_time)[:, -1]
+        moves = float(np.asarray(result.extra["moves"])[:, -1].sum())
+        print(f"  horizon rule {rule:<8}: compile {compile_s:5.1f} s, run {run_s:6.1f} s, end to end "
+              f"{compile_s + run_s:6.1f} s; H <= 1.15 x 35 in {np.mean(H <= 1.15 * 35):.3f} of runs (median "
+              f"{np.median(H):.2f}); moves sampled {moves:.3g}, {moves / run_s / 1e6:.0f} M/s = {moves / run_s / peak:.2f} "
+              f"of the peak")
+
+    # ---------------------------------------------------------------------------------------
+    maze = mj.Maze(6, 6, 5)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    horizon = default_horizon(maze, mj.pretrained_logits(maze), 2.0)
+    config = PPOConfig(steps=50 if args.quick else PPOConfig().steps, horizon=horizon)
+    print(f"\nPPO, (6,6,5), {seeds} seeds x {config.steps} iterations, {config.num_rollouts} walks per iteration, "
+          f"buffer {horizon} moves")
+    result, compile_s, run_s = train_run(make_ppo(config), keys, PPOHParams.create(), maze)
+    H = np.asarray(result.hitting_time)[:, -1]
+    print(f"  compile {compile_s:.1f} s, run {run_s:.1f} s, end to end {compile_s + run_s:.1f} s; H <= 1.25 x 143 in "
+          f"{np.mean(H <= 1.25 * 143):.3f} of seeds (median {np.median(H):.1f})")
+
+
+if __name__ == "__main__":
+    main()
