@@ -6,17 +6,22 @@ of docs/model.md §4.2. Both are also scored for accuracy at the SFT limit again
 
     python bench/exact.py            # (6,6,5) and (15,15,5)
     python bench/exact.py --quick    # fewer repeats
+    python bench/exact.py --gpu      # mazejax on the GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+if __name__ == "__main__" and "--gpu" not in sys.argv:
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
 
@@ -54,7 +59,10 @@ def numpy_hitting_time_and_gradient(successors, valid, target_hit, logits):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--gpu", action="store_true", help="time mazejax on the GPU (numpy stays on the CPU)")
     args = parser.parse_args()
+    if args.gpu and jax.default_backend() != "gpu":
+        raise SystemExit("--gpu: no GPU backend")
     repeats, numpy_repeats = (5, 1) if args.quick else (30, 3)
     print(machine_line())
     print(f"{'W,K,L':>10} {'states':>6} | {'compile s':>9} {'mazejax ms [min-max]':>24} | "

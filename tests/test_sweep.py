@@ -2,6 +2,7 @@
 reproducibility over grids, chunks, devices and processes."""
 
 import csv
+import dataclasses
 import os
 import signal
 import socket
@@ -326,3 +327,48 @@ def test_sampled_rows_are_bit_identical_across_grid_chunk_and_devices(tmp_path):
 def test_rows_are_bit_identical_whatever_the_grid_chunk_and_devices(tmp_path):
     """Every method, two grids x two chunk sizes x 1 and 4 devices (four layouts)."""
     _reproducible(tmp_path, TINY, "full")
+
+
+def test_leaf_lists_trace_once_per_group(monkeypatch, tmp_path):
+    """Hyperparameter lists (leaves) run in one compiled program: the method's run traces once."""
+    from mazejax.sweep import methods as methods_module
+
+    method = methods_module.METHODS["rlvr_exact"]
+    traces = []
+
+    def build(static, capacity):
+        run = method.build(static, capacity)
+
+        def counted(*args):
+            traces.append(1)  # runs at trace time only
+            return run(*args)
+
+        return counted
+
+    monkeypatch.setitem(methods_module.METHODS, "rlvr_exact", dataclasses.replace(method, build=build))
+    config = {"W": [2], "K": [1], "L": [1, 2], "methods": ["rlvr_exact"],
+              "rlvr_exact": {"steps": 4, "record_every": 2, "lr": [0.01, 0.05, 0.2], "beta": [0.5, 1.0]}}
+    sweep.run_sweep(sweep.parse_spec(config), tmp_path, progress=False, tables=False)
+    rows = store.read_runs(tmp_path / "runs.csv")
+    assert len(rows) == 2 * 3 * 2 and len(traces) == 1
+    assert sorted({(r["lr"], r["beta"]) for r in rows}) == sorted(
+        {(lr, b) for lr in ("0.01", "0.05", "0.2") for b in ("0.5", "1.0")})
+
+
+def test_a_small_memory_budget_splits_into_more_chunks_with_identical_rows(tmp_path):
+    config = {"W": [2, 3], "K": [1, 2], "L": [2], "methods": ["reinforce"],
+              "reinforce": {"steps": 4, "record_every": 2, "num_rollouts": 8, "eval_rollouts": 50}}
+    spec = sweep.parse_spec(config)
+    method = sweep.METHODS["reinforce"]
+    need = method.memory(dict(spec.runs()[0].static()), spec.capacity) / 2**30
+    tables = {}
+    for name, budget in (("roomy", 1.0), ("tight", 1.5 * need)):
+        folder = tmp_path / name
+        sweep.run_sweep(sweep.parse_spec({**config, "memory_gb": budget}), folder, progress=False, tables=False)
+        tables[name] = {store.row_identity(r): r for r in store.read_rows(folder / "runs.csv")}
+        tables[name + " chunks"] = (folder / "meta.json").read_text()
+    assert tables["roomy"] == tables["tight"] and len(tables["roomy"]) == 4
+    import json
+
+    groups = {name: json.loads(tables[name + " chunks"])["groups"][0] for name in ("roomy", "tight")}
+    assert groups["roomy"]["chunks"] == 1 and groups["tight"]["chunks"] == 4

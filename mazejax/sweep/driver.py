@@ -130,7 +130,7 @@ def run_sweep(spec: Spec, out, *, progress: bool = True, chunk: int | None = Non
     mazes = {}
     for (name, static), group_runs in _groups(mine).items():
         todo = [r for r in group_runs if not store.finished(r)]
-        group = {"method": name, "static": dict(static), "runs": len(todo), "compile_s": 0.0, "wall_s": 0.0}
+        group = {"method": name, "static": dict(static), "runs": len(todo), "chunks": 0, "compile_s": 0.0, "wall_s": 0.0}
         meta["groups"].append(group)
         if not todo:
             continue
@@ -163,6 +163,7 @@ def run_sweep(spec: Spec, out, *, progress: bool = True, chunk: int | None = Non
                 compiled = compiled_program.lower(*args).compile()
                 group["compile_s"] = time.perf_counter() - t
             values = jax.device_get(compiled(*args))
+            group["chunks"] += 1
             store.append([run_row(r, {c: v[i] for c, v in values.items()}) for i, r in enumerate(batch_runs)])
             bar.update(len(batch_runs))
         bar.close()
