@@ -117,7 +117,8 @@ def test_reinforce_gradient_is_unbiased(tiny):
 
 def test_reinforce_runs_vmapped_once_per_configuration(maze332):
     """One trace for a vmap over keys x hyperparameters; only trainable logits move; it learns."""
-    train = chex.assert_max_traces(make_reinforce(ReinforceConfig(steps=40, num_rollouts=128, record_every=10)), n=1)
+    config = ReinforceConfig(steps=40, num_rollouts=128, record_every=10)
+    train = chex.assert_max_traces(make_reinforce(config), n=1)
     run = jax.jit(jax.vmap(train, in_axes=(0, 0, None, None)))
     init = mazejax.pretrained_logits(maze332)
     keys = jax.random.split(jax.random.key(0), 2)
@@ -126,21 +127,32 @@ def test_reinforce_runs_vmapped_once_per_configuration(maze332):
     assert first.hitting_time.shape == (2, 5) and first.hitting_time.dtype == jnp.float64
     np.testing.assert_array_equal(np.asarray(first.step), [[0, 10, 20, 30, 40]] * 2)
     assert np.all(np.asarray(first.hitting_time)[:, 0] == pytest.approx(275.0))
-    assert np.all(np.asarray(first.hitting_time)[:, -1] < 200), first.hitting_time  # 40 steps already help
     beta = np.array([0.01, 0.02])[:, None]
     np.testing.assert_allclose(np.asarray(first.loss), beta * np.asarray(first.hitting_time) - 1, rtol=1e-6)
     frozen = ~np.asarray(mazejax.trainable_moves(maze332))
     for result in (first, second):
         logits = np.asarray(result.logits)
         np.testing.assert_array_equal(logits[:, frozen], np.broadcast_to(np.asarray(init)[frozen], logits[:, frozen].shape))
-        assert not np.array_equal(logits[0], logits[1])
+    alone = jax.jit(make_reinforce(config))(keys[1], ReinforceHParams.create(lr=0.3, beta=0.02), maze332, init)  # batch: no change
+    np.testing.assert_array_equal(np.asarray(alone.logits), np.asarray(first.logits)[1])
+
+
+def test_reinforce_defaults_reach_the_backtracker_on_332(maze332):
+    """8 seeds, default settings: most end within 15% of the backtracker's 35 (the slow test: 29 of 32)."""
+    final = final_hitting_times(reinforce, maze332, 8)
+    assert np.sum(final <= 1.15 * BACKTRACKER_332) >= 7, np.sort(final)
 
 
 def test_reinforce_public_api_vmaps_over_keys(maze332):
     small = dict(steps=4, num_rollouts=8, record_every=2)
-    H = jax.jit(jax.vmap(lambda k: reinforce(maze332, k, **small).hitting_time))(jax.random.split(jax.random.key(0), 3))
-    assert H.shape == (3, 3) and np.all(np.asarray(H)[:, 0] == pytest.approx(275.0))
-    assert len(set(np.asarray(H)[:, -1].tolist())) == 3
+    keys = jax.random.split(jax.random.key(0), 3)
+    batch = jax.jit(jax.vmap(lambda k: reinforce(maze332, k, **small)))(keys)
+    H = np.asarray(batch.hitting_time)
+    assert H.shape == (3, 3) and np.all(H[:, 0] == pytest.approx(275.0))
+    for i in range(3):  # the trained logits are bit-identical; the exact H behind them may differ by an ulp
+        alone = reinforce(maze332, keys[i], **small)  # (XLA fuses the batched elimination differently)
+        np.testing.assert_array_equal(np.asarray(batch.logits)[i], np.asarray(alone.logits))
+        np.testing.assert_allclose(H[i], np.asarray(alone.hitting_time), rtol=1e-14)
 
 
 # ----------------------------------------------------------------------------------------
