@@ -110,9 +110,6 @@ def run_sweep(spec: Spec, out, *, progress: bool = True, chunk: int | None = Non
         raise ValueError(f"devices must be a non-empty list of local devices, got {devices!r}")
     process, count = jax.process_index(), jax.process_count()
     store = Store(out, process, count)
-    if not jax.config.jax_compilation_cache_dir:  # keep a cache the user (or JAX_COMPILATION_CACHE_DIR) chose
-        jax.config.update("jax_compilation_cache_dir", str(Path.home() / ".cache" / "mazejax" / "jax"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     capacity = spec.capacity
     devices = list(devices or jax.local_devices())
     sharding = NamedSharding(Mesh(np.array(devices), ("runs",)), PartitionSpec("runs"))
