@@ -40,7 +40,8 @@ def test_ratio_table():
 def test_reproduce_writes_a_report(tmp_path):
     path = reproduce.reproduce(tmp_path, only=["ablation"])
     text = path.read_text()
-    assert "| H at p = 1 | 143 | 143 | yes |" in text
+    assert "| H at p = 1 | paper: 143 (the backtracker) | 143 | yes |" in text
+    assert "![Fig. 5 (right): supervising backward states](fig5_right_ablation.png)" in text
     assert "**no**" not in text
     assert (tmp_path / "fig5_right_ablation.csv").exists()
     with pytest.raises(ValueError, match="unknown experiment 'fig99'"):
