@@ -45,6 +45,7 @@ class RLVRConfig(base.Config):
     steps: int = base.steps(600, "optimizer steps (the paper: 600 at W = K = 15, L = 5)")
     record_every: int = base.record_every(1)
     optimizer: str = base.optimizer("sign_sgd")
+    train_fork: bool = base.fork_setting()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +98,7 @@ def make_rlvr_exact(config: RLVRConfig = RLVRConfig()):
         def step(carry, t):
             logits, opt_state = carry
             (loss, hitting_time), grad = jax.value_and_grad(objective, has_aux=True)(logits)
-            return base.descend(tx, logits, opt_state, grad, maze), {"hitting_time": hitting_time, "loss": loss}
+            return base.descend(tx, logits, opt_state, grad, maze, base.train_fork(config)), {"hitting_time": hitting_time, "loss": loss}
 
         (logits, _), records = base.train_loop(
             step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
