@@ -1017,12 +1017,14 @@ def _fork_training(runs, bounds, title=None) -> Figure:
             method_handles[run["label"]] = _line(describe(run["label"]), colour, marker)
         for (name, value), style in zip(bounds.get(size, {}).items(), BOUND_STYLES):
             ax.axhline(value, color="black", lw=1.0, linestyle=style)
+            ax.annotate(f"{value:.4g}", (1.0, value), xycoords=("axes fraction", "data"), xytext=(2, 0),
+                        textcoords="offset points", fontsize=7, va="center")
             bound_handles[name] = _line(name, "black", None, style)
         ax.set_yscale("log")
         ax.set_xlabel("training step")
         ax.set_ylabel("exact H of the policy")
         ax.set_title(f"W={W}, K={K}, L={L}", fontsize=9)
-        _step_axis(ax.xaxis)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     _legend(fig, [("method (colour)", list(method_handles.values())), ("maze (marker)", _wl_handles(markers)),
                   ("reference, backtracker inside the branches (dashed)", list(bound_handles.values()))])
     _title(fig, title or "RLVR with a trainable fork row: exact H during training")
