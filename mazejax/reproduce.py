@@ -407,10 +407,15 @@ def truncated_horizon(full: bool, out: Path) -> Section:
     d = np.asarray(result.types["d"])[:, -1].mean(-1)
     horizon = np.asarray(result.extra["horizon"])
     backtracker = float(reference.backtracker_hitting_time(W, K, L))
+    length = np.asarray(result.extra["truncated_length"])[:, -1]
+    objective = hit - grid_beta * length
+    bt_logits = backtracker_logits(maze, jnp.float64)
+    bt_terms = {int(T): [float(v) for v in exact.truncated_objective(maze, bt_logits, int(T), int(T))] for T in set(horizon)}
+    bt_objective = np.array([bt_terms[int(T)][0] - be * bt_terms[int(T)][1] for T, be in zip(horizon, grid_beta)])
     table = [{"W": W, "K": K, "L": L, "horizon_ratio": float(r), "horizon": int(T), "beta": float(be), "steps": steps,
               "lr": lr, "final_H": float(h), "hit_probability": float(p), "mean_b": float(x), "mean_d": float(y),
-              "backtracks": bool(x > 0.9 and y > 0.9)}
-             for r, T, be, h, p, x, y in zip(grid_ratio, horizon, grid_beta, H, hit, b, d)]
+              "backtracks": bool(x > 0.9 and y > 0.9), "J_T": float(j), "J_T_backtracker": float(jb)}
+             for r, T, be, h, p, x, y, j, jb in zip(grid_ratio, horizon, grid_beta, H, hit, b, d, objective, bt_objective)]
     write_csv(out / "truncated_horizon.csv", table)
     shape = (len(betas), len(ratios))
     learns = (b > 0.9) & (d > 0.9)
@@ -422,8 +427,12 @@ def truncated_horizon(full: bool, out: Path) -> Section:
                      f"median final H", f"reference backtracker {backtracker:g}, shortest path {2 * K + 1}",
                      f"{', '.join(f'{x:g}' for x in ok) or 'none'}; {np.median(H[cells]):.4g}", None))
     largest_fail = max([r for r, ok in zip(grid_ratio, learns) if not ok], default=None)
-    rows.append(("smallest T/H0 above which every beta learns to backtrack", "-",
+    rows.append(("T/H0 above which every beta learns to backtrack (above the largest failing T/H0)", "-",
                  "all" if largest_fail is None else f"> {largest_fail:g}", None))
+    stuck = (~learns) & (bt_objective > objective + 1e-9)
+    rows.append(("cells whose trained policy does not backtrack although the backtracker scores a higher J_T "
+                 "(a local optimum of the truncated objective)", "-",
+                 f"{int(stuck.sum())} of {int((~learns).sum())} non-backtracking cells", None))
     figures = _draw("heatmap", ratios, betas, H.reshape(shape), out / "truncated_horizon_H.png", "horizon T / H0",
                     "length penalty beta",
                     f"Truncated-horizon exact RLVR, W={W}, K={K}, L={L}: final exact H (unlimited horizon) after "
