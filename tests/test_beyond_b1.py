@@ -218,3 +218,27 @@ def test_dip_section_runs(tmp_path):
     section = reproduce.EXPERIMENTS["dip"](False, tmp_path)
     assert (tmp_path / "early_dip.csv").exists() and section.figures
     assert "none" in section.rows[-2][2]  # W = 15: no negative sign
+
+
+def test_sweep_settings_train_fork_and_truncated_horizon(tmp_path):
+    from mazejax import sweep
+    from mazejax.sweep import store
+
+    config = {"W": [2], "K": [2], "L": [1], "methods": ["rlvr_exact", "rlvr_truncated"],
+              "rlvr_exact": {"steps": 20, "record_every": 10, "lr": 0.05, "train_fork": [False, True]},
+              "rlvr_truncated": {"steps": 10, "record_every": 5, "lr": 0.05, "horizon_ratio": [0.5, 1.0],
+                                 "max_horizon": 60}}
+    sweep.run_sweep(sweep.parse_spec(config), tmp_path, progress=False, tables=False)
+    rows = store.read_runs(tmp_path / "runs.csv")
+    assert len(rows) == 4
+    maze = mazejax.Maze(2, 2, 1)
+    for row in rows:
+        if row["method"] == "rlvr_exact":
+            trained_fork = str(row["train_fork"]).lower() == "true"
+            single = tr.rlvr_exact(maze, steps=20, record_every=10, lr=0.05, train_fork=trained_fork)
+        else:
+            single = tr.rlvr_truncated(maze, steps=10, record_every=5, lr=0.05, horizon_ratio=float(row["horizon_ratio"]),
+                                       max_horizon=60)
+        assert row["hitting_time"] == pytest.approx(float(single.hitting_time[-1]), rel=1e-12), row
+    fork_rows_ = [r for r in rows if r["method"] == "rlvr_exact"]
+    assert {str(r["train_fork"]).lower() for r in fork_rows_} == {"false", "true"}
