@@ -71,6 +71,7 @@ PALETTE: dict[str, str] = {
     "backtracker": "#08306b",     # navy: where RLVR ends up
     "search_sft": "#e377c2",      # pink
     "search_rlvr": "#8c564b",     # brown
+    "rlvr_truncated": "#6baed6",  # light blue: exact RLVR with a truncated horizon
 }
 
 #: What each method is, for legends.
@@ -88,6 +89,7 @@ DESCRIPTION: dict[str, str] = {
     "backtracker": "backtracker (a=b=c=d=1)",
     "search_sft": "search_sft (scaffold on SFT limit)",
     "search_rlvr": "search_rlvr (scaffold on backtracker)",
+    "rlvr_truncated": "rlvr_truncated (exact RLVR, horizon T)",
 }
 
 SFT_METHODS = ("sft_exact", "sft")
