@@ -439,7 +439,7 @@ def truncated_horizon(full: bool, out: Path) -> Section:
     largest_fail = max([r for r, ok in zip(grid_ratio, learns) if not ok], default=None)
     rows.append(("T/H0 above which every beta learns to backtrack (above the largest failing T/H0)", "-",
                  "all" if largest_fail is None else f"> {largest_fail:g}", None))
-    stuck = (~learns) & (bt_objective > objective + 1e-6)
+    stuck = (~learns) & (bt_objective > objective + 1e-4)
     rows.append(("cells whose trained policy does not backtrack although the backtracker scores a higher J_T "
                  "(a local optimum of the truncated objective)", "-",
                  f"{int(stuck.sum())} of {int((~learns).sum())} non-backtracking cells", None))
