@@ -156,8 +156,10 @@ def test_truncated_horizon_too_short_to_retreat_unlearns_backtracking():
     """With T below the cost of one failed branch plus a retreat, only the first branch counts:
     the trained policy stops backtracking (b, d fall) and its unlimited-horizon H explodes."""
     maze = mazejax.Maze(3, 3, 2)
-    short = tr.rlvr_truncated(maze, horizon=14, beta=0.0, steps=100, lr=0.02, record_every=50)
-    long = tr.rlvr_truncated(maze, horizon=275, beta=0.0, steps=100, lr=0.02, record_every=50)
+    settings = dict(beta=0.0, steps=100, lr=0.02, record_every=50, max_horizon=275)  # one compiled program
+    short = tr.rlvr_truncated(maze, horizon=14, **settings)
+    long = tr.rlvr_truncated(maze, horizon=275, **settings)
+    assert int(short.extra["horizon"]) == 14 and int(long.extra["horizon"]) == 275
     assert float(np.mean(short.types["d"][-1])) < 0.05 and float(short.hitting_time[-1]) > 1e6
     assert float(np.mean(long.types["d"][-1])) > 0.9 and float(long.hitting_time[-1]) < 45
 
@@ -220,6 +222,7 @@ def test_dip_section_runs(tmp_path):
     assert "none" in section.rows[-2][2]  # W = 15: no negative sign
 
 
+@pytest.mark.slow
 def test_sweep_settings_train_fork_and_truncated_horizon(tmp_path):
     from mazejax import sweep
     from mazejax.sweep import store
