@@ -1016,7 +1016,7 @@ def _fork_training(runs, bounds, title=None) -> Figure:
             for curve in H:
                 ax.plot(steps, curve, color=colour, lw=1.3, alpha=0.85 if len(H) > 1 else 1.0,
                         marker=marker, markevery=every, markersize=4, markerfacecolor="white")
-            method_handles[run["label"]] = _line(describe(run["label"]), colour, marker)
+            method_handles[run["label"]] = _line(describe(run["label"]), colour)
         for (name, value), style in zip(bounds.get(size, {}).items(), BOUND_STYLES):
             ax.axhline(value, color="black", lw=1.0, linestyle=style)
             ax.annotate(f"{value:.4g}", (1.0, value), xycoords=("axes fraction", "data"), xytext=(2, 0),

@@ -364,8 +364,7 @@ def trainable_fork(full: bool, out: Path) -> Section:
     write_csv(out / "fork_rows.csv", table)
     bounds = {size: _fork_bounds(*size) for size in {tuple(r["sizes"]) for r in runs}}
     figures = _draw("fork_training", runs, bounds, out / "fork_training.png",
-                    "Trainable fork row: exact H during training (dashed: the backtracker with a frozen, a symmetric "
-                    "and a depth-first fork)")
+                    "Trainable fork row: exact H during training, beside the backtracker's three fork values")
     figures += _draw("fork_matrices", matrices, out / "fork_matrices.png")
     notes = ("A tabular policy knows which branch it arrives from, so a trained fork row can refuse to re-enter it "
              "(the symmetric fork, `(2K+1)(1+2(W-1)^2/W)`) and can even fix an order of branches, a depth-first search "
