@@ -1007,11 +1007,12 @@ def _fork_training(runs, bounds, title=None) -> Figure:
     fig = _figure(4.2 * len(sizes) + 3.0, 4.4)
     axes = fig.subplots(1, len(sizes), squeeze=False)[0]
     method_handles, bound_handles = {}, {}
+    colours = label_colors([r["label"] for r in runs])  # variants of one method: shades of its colour
     for ax, size in zip(axes, sizes):
         W, K, L = size
         for run in (r for r in runs if tuple(r["sizes"]) == size):
             steps, H = _as_array(run["steps"]), np.atleast_2d(_as_array(run["H"]))
-            colour, marker = color(run["label"]), markers[(W, L)]
+            colour, marker = colours[run["label"]], markers[(W, L)]
             every = max(1, len(steps) // 8)
             for curve in H:
                 ax.plot(steps, curve, color=colour, lw=1.3, alpha=0.85 if len(H) > 1 else 1.0,

@@ -312,8 +312,10 @@ def _fork_row(label: str, W: int, K: int, L: int, H: float, summary: dict) -> di
 def trainable_fork(full: bool, out: Path) -> Section:
     """Issue 12, item 1: train the fork rows (exact RLVR, its branch-symmetric restriction, REINFORCE, PPO)."""
     from mazejax import fork
+    from mazejax.policy import fork_rows
+    from mazejax.train import RLVR_EXACT
 
-    exact_sizes = [(3, 3, 2, 600)] + ([(6, 6, 5, 1500), (15, 15, 5, 1500)] if full else [])
+    exact_sizes = [(3, 3, 2, 600, 2)] + ([(6, 6, 5, 3000, 4), (15, 15, 5, 4000, 2)] if full else [])
     rows, table, runs, matrices = [], [], [], {}
     for W, K, L in [(3, 3, 2), (6, 6, 5), (15, 15, 5)]:
         steps = 2000
@@ -326,23 +328,43 @@ def trainable_fork(full: bool, out: Path) -> Section:
         rows.append((f"({W},{K},{L}) exact sign ascent held branch-symmetric, {steps} steps: H (re-entry prob "
                      f"{float(traj['reenter'][-1]):.1e})", f"reference (2K+1)(1+2(W-1)^2/W) = {best:.6g}", f"{H:.6g}",
                      _close(H, best, 1e-6)))
-    for W, K, L, steps in exact_sizes:
+    for W, K, L, steps, seeds in exact_sizes:
+        # the pretrained start (its fork symmetry broken only by float64 rounding) and `seeds` starts whose fork
+        # logits carry a 1e-3 Gaussian perturbation, as one vmapped program
         maze = Maze(W, K, L)
-        result = rlvr_exact(maze, steps=steps, lr=0.01, record_every=steps // 50, train_fork=True)
-        H = float(result.hitting_time[-1])
-        dense = float(exact.dense_hitting_time(maze, result.logits))
-        summary = fork.fork_summary(maze, result.logits)
-        label = f"exact rlvr_exact, {steps} steps"
-        table.append(_fork_row(label, W, K, L, H, summary))
-        matrices[f"exact, ({W},{K},{L}): H = {H:.4g}"] = summary["matrix"]
-        runs.append({"label": "rlvr_exact[train_fork]", "sizes": (W, K, L), "steps": result.step, "H": result.hitting_time})
+        init = pretrained_logits(maze)
+        frozen_rows = jnp.asarray(fork_rows(maze))[:, None] & jnp.asarray(maze.valid)
+        inits = jnp.stack([init] + [jnp.where(frozen_rows, init + 1e-3 * jax.random.normal(jax.random.key(i), init.shape,
+                                                                                           init.dtype), init)
+                                    for i in range(seeds)])
+        config = RLVR_EXACT.Config(steps=steps, record_every=steps // 50, train_fork=True)
+        hparams = RLVR_EXACT.HParams.create(lr=0.01, beta=1.0)
+        result = jax.jit(jax.vmap(RLVR_EXACT.make(config), in_axes=(None, None, None, 0)))(
+            jax.random.key(0), hparams, maze, inits)
+        finals = np.asarray(result.hitting_time)[:, -1]
+        summaries = [fork.fork_summary(maze, result.logits[i]) for i in range(seeds + 1)]
+        for i, summary in enumerate(summaries):
+            table.append(_fork_row("exact rlvr_exact, pretrained start" if i == 0 else f"exact rlvr_exact, perturbed "
+                                   f"fork seed {i - 1}", W, K, L, float(finals[i]), summary))
+        H, summary = float(finals[0]), summaries[0]
+        dense = float(exact.dense_hitting_time(maze, result.logits[0]))
+        matrices[f"exact, ({W},{K},{L}), {steps} steps: H = {H:.4g}"] = summary["matrix"]
+        runs.append({"label": "rlvr_exact[train_fork]", "sizes": (W, K, L), "steps": result.step[0],
+                     "H": result.hitting_time[0]})
+        runs.append({"label": "rlvr_exact[train_fork, perturbed fork]", "sizes": (W, K, L), "steps": result.step[0],
+                     "H": result.hitting_time[1:]})
         kind = "depth-first order" if summary["depth_first"] else "symmetric" if summary["symmetric"] else "symmetry broken"
-        rows.append((f"({W},{K},{L}) exact RLVR (sign ascent, lr 0.01, {steps} steps), trained fork: H; "
+        refs = (f"reference: frozen {4 * W * K + 2 * W - 2 * K - 1}, symmetric "
+                f"{float(reference.symmetric_fork_hitting_time(W, K, L)):.5g}, depth-first {W * (2 * K + 1)}")
+        rows.append((f"({W},{K},{L}) exact RLVR (sign ascent, lr 0.01, {steps} steps), trained fork, pretrained start: H; "
                      f"re-entry {summary['reenter_mean']:.2g}, largest other-branch prob {summary['other_max']:.3f}, "
-                     f"start {summary['start_max']:.3f}: {kind}",
-                     f"reference: frozen {4 * W * K + 2 * W - 2 * K - 1}, symmetric {float(reference.symmetric_fork_hitting_time(W, K, L)):.5g}, "
-                     f"depth-first {W * (2 * K + 1)}", f"{H:.6g}", H < float(reference.backtracker_hitting_time(W, K, L))))
-        rows.append((f"({W},{K},{L}) that policy's H by the dense solver", "reference: the chain solver's value",
+                     f"start {summary['start_max']:.3f}: {kind}", refs, f"{H:.6g}",
+                     H < float(reference.backtracker_hitting_time(W, K, L))))
+        rows.append((f"({W},{K},{L}) the same from {seeds} starts with a 1e-3 perturbation of the fork logits: final H; "
+                     "seeds with a depth-first order", refs,
+                     f"{', '.join(f'{h:.6g}' for h in finals[1:])}; {sum(s['depth_first'] for s in summaries[1:])}/{seeds}",
+                     None))
+        rows.append((f"({W},{K},{L}) the pretrained-start policy's H by the dense solver", "reference: the chain solver's value",
                      f"{dense:.10g}", _close(dense, H, 1e-8)))
     sampled = [("reinforce", reinforce, (3, 3, 2), 32 if full else 4, {})]
     if full:
