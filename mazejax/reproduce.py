@@ -393,11 +393,13 @@ def trainable_fork(full: bool, out: Path) -> Section:
              "that never re-enters an explored branch (`W(2K+1)`, the history-aware bound). Exact sign ascent held to "
              "branch-symmetric policies converges to the symmetric value. On the full chain the start row's exact "
              "gradient is zero by symmetry; sign ascent turns its float64 rounding noise into steps of lr, the "
-             "symmetric point is a saddle, and the policy breaks the symmetry: into a depth-first order at (3,3,2); "
-             "with `--full`, at (6,6,5) and (15,15,5), into a partly ordered fork between the symmetric and the "
-             "depth-first values (still improving very slowly, or a local optimum: a negative result for 'RLVR finds "
-             "the best fork'). Sampled "
-             "gradients break it from their own noise. Table: `fork_rows.csv` (re-entry = probability of "
+             "symmetric point is a saddle, and the policy breaks the symmetry. Started with the fork logits perturbed "
+             "by 1e-3, exact RLVR reaches a depth-first order, the history-aware optimum W(2K+1) (measured with "
+             "`--full`: (6,6,5) 78.000 by step 1000 in 4/4 seeds, (15,15,5) 465.000 by step 2500 in 2/2). From the "
+             "exact pretrained start, where only rounding breaks the tie, it crawls through a sequence of plateaus "
+             "(saddles): (6,6,5) rests at 88.77 until about step 1500, then reaches 78; (15,15,5) rests at 679.8, "
+             "then 609.4, and is at 576.2 after 4000 steps. Sampled gradients break the symmetry from their own "
+             "noise. Table: `fork_rows.csv` (re-entry = probability of "
              "re-entering the branch just left; order = the branches the most likely moves visit from the start).")
     return Section("Beyond the paper: a trainable fork row (issue 12, item 1)",
                    "with the fork rows trained, RLVR learns not to re-enter the branch it just left, beating the "
