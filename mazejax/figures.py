@@ -71,6 +71,7 @@ PALETTE: dict[str, str] = {
     "backtracker": "#08306b",     # navy: where RLVR ends up
     "search_sft": "#e377c2",      # pink
     "search_rlvr": "#8c564b",     # brown
+    "rlvr_truncated": "#6baed6",  # light blue: exact RLVR with a truncated horizon
 }
 
 #: What each method is, for legends.
@@ -88,6 +89,7 @@ DESCRIPTION: dict[str, str] = {
     "backtracker": "backtracker (a=b=c=d=1)",
     "search_sft": "search_sft (scaffold on SFT limit)",
     "search_rlvr": "search_rlvr (scaffold on backtracker)",
+    "rlvr_truncated": "rlvr_truncated (exact RLVR, horizon T)",
 }
 
 SFT_METHODS = ("sft_exact", "sft")
@@ -989,7 +991,142 @@ def heatmap(x_values, y_values, z, path, xlabel, ylabel, title, log=True, *, col
 
 
 __all__ = [
-    "DESCRIPTION", "PALETTE", "ablation", "color", "describe", "heatmap", "heterogeneous", "integer_ticks",
+    "DESCRIPTION", "PALETTE", "ablation", "dip", "fork_matrices", "fork_training", "color", "describe", "heatmap", "heterogeneous", "integer_ticks",
     "label_colors", "legend_entries", "method_of", "per_seed_curves", "rlvr_trajectory", "rlvr_vs_wk", "scaffold",
     "scaling", "search_costs", "sft_limit_vs_depth", "type_probabilities",
 ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Beyond the paper (issue 12, items 1, 3, 5): a trainable fork row, the early dip
+
+
+def _fork_training(runs, bounds, title=None) -> Figure:
+    sizes = sorted({tuple(r["sizes"]) for r in runs})
+    markers = _wl_marker(sorted({(W, L) for W, _, L in sizes}))
+    fig = _figure(4.2 * len(sizes) + 3.0, 4.4)
+    axes = fig.subplots(1, len(sizes), squeeze=False)[0]
+    method_handles, bound_handles = {}, {}
+    colours = label_colors([r["label"] for r in runs])  # variants of one method: shades of its colour
+    for ax, size in zip(axes, sizes):
+        W, K, L = size
+        for run in (r for r in runs if tuple(r["sizes"]) == size):
+            steps, H = _as_array(run["steps"]), np.atleast_2d(_as_array(run["H"]))
+            colour, marker = colours[run["label"]], markers[(W, L)]
+            every = max(1, len(steps) // 8)
+            for curve in H:
+                ax.plot(steps, curve, color=colour, lw=1.3, alpha=0.85 if len(H) > 1 else 1.0,
+                        marker=marker, markevery=every, markersize=4, markerfacecolor="white")
+            method_handles[run["label"]] = _line(describe(run["label"]), colour)
+        for (name, value), style in zip(bounds.get(size, {}).items(), BOUND_STYLES):
+            ax.axhline(value, color="black", lw=1.0, linestyle=style)
+            ax.annotate(f"{value:.4g}", (1.0, value), xycoords=("axes fraction", "data"), xytext=(2, 0),
+                        textcoords="offset points", fontsize=7, va="center")
+            bound_handles[name] = _line(name, "black", None, style)
+        ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("exact H of the policy")
+        ax.set_title(f"W={W}, K={K}, L={L}", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    _legend(fig, [("method (colour)", list(method_handles.values())), ("maze (marker)", _wl_handles(markers)),
+                  ("reference, backtracker inside the branches (dashed)", list(bound_handles.values()))])
+    _title(fig, title or "RLVR with a trainable fork row: exact H during training")
+    return fig
+
+
+def fork_training(runs, bounds, path, title=None) -> Path:
+    """H over training with a trainable fork row, one panel per maze size.
+
+    ``runs``: list of dicts ``label`` (a method label, e.g. ``"rlvr_exact[train_fork]"``), ``sizes``
+    (W, K, L), ``steps`` [R], ``H`` [R] or [seeds, R]; ``bounds``: ``{(W, K, L): {name: value}}``,
+    drawn as dashed horizontal reference lines (frozen fork, symmetric fork, depth-first order)."""
+    return _save(_fork_training(runs, bounds, title), path)
+
+
+def _fork_matrices(matrices, title=None) -> Figure:
+    labels = list(matrices)
+    cols = min(3, len(labels))
+    rows = math.ceil(len(labels) / cols)
+    fig = _figure(4.0 * cols + 1.2, 3.6 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    cmap = matplotlib.colormaps["Blues"]
+    norm = mcolors.Normalize(0.0, 1.0)
+    for ax, label in zip(axes, labels):
+        M = _as_array(matrices[label])
+        W = M.shape[1]
+        ax.imshow(M, cmap=cmap, norm=norm, aspect="auto")
+        if W <= 6:
+            for i in range(M.shape[0]):
+                for j in range(W):
+                    ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if M[i, j] > 0.6 else "black")
+        for i in range(W):  # the re-entry cells
+            ax.add_patch(Rectangle((i - 0.5, i + 0.5), 1, 1, fill=False, edgecolor="#d62728", lw=0.8))
+        branches = integer_ticks(range(1, W + 1), 8)
+        ax.set_xticks([t - 1 for t in branches], [str(t) for t in branches])
+        ax.set_yticks([0] + branches, ["start"] + [f"back from {t}" for t in branches])
+        ax.set_xlabel("branch entered")
+        ax.set_title(label, fontsize=8.5)
+    for ax in axes[len(labels):]:
+        ax.set_visible(False)
+    fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes[: len(labels)]), label="probability", shrink=0.8)
+    _title(fig, title or "Fork rows after training: probability of entering each branch (red box: re-entering "
+           "the branch just left)")
+    return fig
+
+
+def fork_matrices(matrices, path, title=None) -> Path:
+    """The trained fork rows of each run: ``matrices`` maps a run's label to its [W + 1, W]
+    :func:`mazejax.fork.fork_matrix` (row 0 the start state, row i the walk back from branch i)."""
+    return _save(_fork_matrices(matrices, title), path)
+
+
+def _dip(runs, window=None, title=None) -> Figure:
+    labels = list(runs)
+    fig = _figure(4.3 * len(labels) + 1.5, 9.0)
+    axes = fig.subplots(4, len(labels), squeeze=False)
+    sign_cmap = mcolors.ListedColormap(["#d62728", "#f2f2f2", "#2c7fb8"])
+    sign_norm = mcolors.BoundaryNorm([-1.5, -0.5, 0.5, 1.5], 3)
+    for col, label in enumerate(labels):
+        run = runs[label]
+        steps = _as_array(run["steps"])
+        stop = len(steps) if window is None else int(np.searchsorted(steps, window, side="right"))
+        K = _as_array(run["b"]).shape[1]
+        depth_cmap = matplotlib.colormaps["viridis"]
+        for row, key in enumerate("bd"):
+            ax = axes[row, col]
+            values = _as_array(run[key])[:stop]
+            for j in range(K):
+                ax.plot(steps[:stop], values[:, j] - values[0, j], color=depth_cmap(j / max(K - 1, 1)), lw=1.0)
+            ax.axhline(0.0, color="black", lw=0.8, linestyle=DASHED)
+            ax.set_ylabel(f"{key}_j(step) - {key}_j(0)")
+            ax.set_title(f"{label}: {key} per depth (colour: depth 1 -> {K})", fontsize=8.5)
+            _step_axis(ax.xaxis)
+        for row, key in ((2, "sign_b"), (3, "sign_d")):
+            ax = axes[row, col]
+            sign = _as_array(run[key])[:stop].T
+            ax.imshow(sign, cmap=sign_cmap, norm=sign_norm, aspect="auto", origin="lower", interpolation="nearest",
+                      extent=(steps[0] - 0.5, steps[stop - 1] + 0.5, 0.5, K + 0.5))
+            ax.set_ylabel("depth j")
+            ax.set_xlabel("training step")
+            _set_integer_axis(ax.yaxis, range(1, K + 1), 8)
+            ax.set_title(f"sign of dJ/d{key[-1]}_j (red: negative, the dip)", fontsize=8.5)
+    bar = fig.colorbar(ScalarMappable(mcolors.Normalize(1, max(K, 2)), matplotlib.colormaps["viridis"]),
+                       ax=list(axes[:2].ravel()), label="depth j", shrink=0.8)
+    _set_integer_axis(bar.ax.yaxis, range(1, K + 1), 8)
+    _legend(fig, [("gradient sign", [Patch(color="#d62728", label="dJ/dp < 0: p pushed down"),
+                                     Patch(color="#2c7fb8", label="dJ/dp > 0"),
+                                     Patch(color="#f2f2f2", label="0")])])
+    _title(fig, title or "Fig. 4's early dip: backward types b, d per depth and the sign of their gradient")
+    return fig
+
+
+def dip(runs, path, window=None, title=None) -> Path:
+    """The early dip of b and d (paper's Fig. 4) and when it occurs, one column per run.
+
+    ``runs`` maps a label (e.g. ``"W=3, K=15, L=5"``) to a dict with ``steps`` [R], ``b``, ``d``
+    [R, K] (per-depth type probabilities) and ``sign_b``, ``sign_d`` [R, K] (the sign of
+    ``dJ/db_j``, ``dJ/dd_j``). Rows: the change of b and of d since step 0 per depth (colour =
+    depth), then the sign rasters (steps x depth). ``window``: show steps up to this one."""
+    return _save(_dip(runs, window, title), path)
+

@@ -161,9 +161,23 @@ def _type_probabilities(maze: Maze, logits: jax.Array) -> dict[str, jax.Array]:
     return out
 
 
-def trainable_moves(maze: Maze) -> jax.Array:
-    """bool [S, D]: the logits training may change (valid moves of trainable rows)."""
-    return jnp.asarray(maze.trainable)[:, None] & jnp.asarray(maze.valid)
+def fork_rows(maze: Maze) -> jax.Array:
+    """bool [S]: the rows the paper freezes at the fork: real states whose head is the source
+    (node 0: the fork of a paper maze, the start ``s0 -> f`` included) with more than one move."""
+    valid = jnp.asarray(maze.valid)
+    return (jnp.asarray(maze.head) == 0) & jnp.asarray(maze.state_mask) & (jnp.sum(valid, axis=1) > 1)
+
+
+def trainable_moves(maze: Maze, train_fork: bool = False) -> jax.Array:
+    """bool [S, D]: the logits training may change (valid moves of trainable rows).
+
+    ``train_fork`` (static): also the fork rows (:func:`fork_rows`), which the paper keeps
+    uniform over all branches (docs/model.md §2); the "trainable fork row" critique of issue 12.
+    """
+    rows = jnp.asarray(maze.trainable)
+    if train_fork:
+        rows = rows | fork_rows(maze)
+    return rows[:, None] & jnp.asarray(maze.valid)
 
 
 __all__ = [
@@ -171,6 +185,7 @@ __all__ = [
     "backtracker_logits",
     "sft_limit_logits",
     "continues",
+    "fork_rows",
     "log_probabilities",
     "pretrained_logits",
     "probabilities",

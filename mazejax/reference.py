@@ -67,3 +67,29 @@ def scaffold_cost(W: int, K: int, L: int, policy: str) -> Fraction:
     if policy == "sft_limit":
         cost += Fraction(W - 1, 2) * K * (L + Fraction(1, L))
     return cost
+
+
+# ----------------------------------------------------------------------------------------
+# Issue 12, item 1: a trainable fork row (the backtracker inside the branches)
+
+
+def symmetric_fork_hitting_time(W: int, K: int, L: int, reenter: Fraction | int = 0) -> Fraction:
+    """The backtracker with a branch-symmetric fork that re-enters the branch just left with
+    probability ``reenter`` (the others share the rest; the start row uniform):
+    ``H = (2K + 1) (1 + 2 (W - 1)^2 / (W (1 - reenter)))``. ``reenter = 1/W`` is the paper's frozen
+    fork (``4WK + 2W - 2K - 1``); ``reenter = 0`` the best policy that treats all branches alike."""
+    W, K, L = _sizes(W, K, L)
+    reenter = Fraction(reenter)
+    if not 0 <= reenter < 1:
+        raise ValueError(f"reenter must be a probability in [0, 1), got {reenter}")
+    return (2 * K + 1) * (1 + Fraction(2 * (W - 1) ** 2) / (W * (1 - reenter)))
+
+
+def depth_first_hitting_time(W: int, K: int, L: int) -> Fraction:
+    """``W (2K + 1)``: a depth-first search that never re-enters an explored branch (history-aware).
+    A target-blind tabular policy reaches it with a symmetry-broken fork: the start row enters one
+    branch and the row "arrived from branch i" the next branch of one fixed order (a Hamiltonian
+    path), with the backtracker inside the branches."""
+    W, K, L = _sizes(W, K, L)
+    return Fraction(W * (2 * K + 1))
+

@@ -114,7 +114,8 @@ def truncated_objective(maze: Maze, logits: jax.Array, horizon, max_horizon: int
     return _truncated(maze, logits, horizon, max_horizon)
 
 
-def symmetric_hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None = None) -> jax.Array:
+def symmetric_hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None = None, *,
+                           reenter=None, reenter_complement=None) -> jax.Array:
     """Exact H of a branch-symmetric policy on ``Maze(W, K, L)`` from its type probabilities. float64.
 
     Args:
@@ -123,6 +124,10 @@ def symmetric_hitting_time(probabilities: jax.Array, W, K, complements: jax.Arra
         enter (the copies of a diamond are alike).
       complements: optionally ``1 - probabilities`` computed accurately (e.g. ``sigmoid(-x)`` for
         ``sigmoid(x)``), for probabilities within rounding of 1.
+      reenter, reenter_complement: a trained, branch-symmetric fork row (issue 12): the probability
+        ``r`` that a walk arriving at the fork re-enters the branch it left (the others share
+        ``1 - r``; given as ``reenter_complement`` when ``r`` is within rounding of 1). Default: the
+        paper's frozen fork, ``r = 1 / W``.
 
     See :mod:`mazejax.exact.symmetric` (O(K), no linear algebra). Differentiable in both arguments.
     """
@@ -136,7 +141,11 @@ def symmetric_hitting_time(probabilities: jax.Array, W, K, complements: jax.Arra
         validate.integer("W", int(W), 1)
     if not validate.is_traced(K):
         validate.integer("K", int(K), 1, shape[1])
-    return symmetric.hitting_time(probabilities, W, K, complements)
+    for name, value in (("reenter", reenter), ("reenter_complement", reenter_complement)):
+        if value is not None and not validate.is_traced(value):
+            validate.number(name, float(value), 0.0, 1.0, high_open=name == "reenter",
+                            low_open=name == "reenter_complement")
+    return symmetric.hitting_time(probabilities, W, K, complements, reenter, reenter_complement)
 
 
 # ----------------------------------------------------------------------------------------

@@ -34,12 +34,24 @@ from jax import lax
 F64 = jnp.float64
 
 
-def hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None = None) -> jax.Array:
+def hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None = None,
+                 reenter=None, reenter_complement=None) -> jax.Array:
     """Exact H (float64 scalar) of the branch-symmetric policy with type probabilities [4, depths].
 
     ``probabilities[0..3]`` are ``a, b, c, d`` per depth (depth j at column j - 1); ``complements``
     their ``1 - p`` computed accurately (default ``1 - probabilities``). ``W`` and ``K`` may be
     traced integers with ``K <= depths``; the columns past ``K`` are ignored.
+
+    ``reenter`` (default: the paper's frozen fork, ``1 / W``): a trained but still branch-symmetric
+    fork (issue 12): a walk arriving at the fork from branch i re-enters i with probability ``r``
+    and each other branch with ``(1 - r) / (W - 1)``; the start row stays uniform. With ``E_T`` and
+    ``E_O`` the expected moves of an excursion into the target's and into another branch (entering
+    move included) and ``t``, ``u`` the target branch's hit and return probabilities, the fork
+    chain's two states (arrived from the target's branch, from another) give
+    ``h_T = (E_T + (W - 1) E_O) / t``, whatever ``r``, and
+    ``H = E_T + u h_T + (W - 1)^2 E_O / (W (1 - r))`` (``1 - r`` from ``reenter_complement`` if
+    given). ``r = 1/W`` gives back the formula below; the backtracker gives
+    ``H = (2K + 1) (1 + 2 (W - 1)^2 / (W (1 - r)))``.
     """
     p = jnp.asarray(probabilities, F64)
     q = 1.0 - p if complements is None else jnp.asarray(complements, F64)
@@ -57,9 +69,14 @@ def hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None =
         new = (f_c + f * u * g / D, f * (t + u * g_c * t / D), 1.0 + f * (c + u * (1.0 + g_c * c) / D))
         return tuple(jnp.where(k <= 2 * K, n, jnp.where(k == 2 * K + 1, lf, o)) for n, lf, o in zip(new, leaf, carry)), None
 
-    (_, t, c), _ = lax.scan(body, leaf, (forward, forward_c, backward, backward_c, level))
+    (u, t, c), _ = lax.scan(body, leaf, (forward, forward_c, backward, backward_c, level))
     W = jnp.asarray(W, F64)
-    return (W + c[1] + (W - 1.0) * c[0]) / t[1]
+    if reenter is None and reenter_complement is None:
+        return (W + c[1] + (W - 1.0) * c[0]) / t[1]
+    stay = 1.0 - jnp.asarray(reenter, F64) if reenter_complement is None else jnp.asarray(reenter_complement, F64)
+    enter_target, enter_other = 1.0 + c[1], 1.0 + c[0]
+    from_target = (enter_target + (W - 1.0) * enter_other) / t[1]
+    return enter_target + u[1] * from_target + (W - 1.0) ** 2 * enter_other / (W * stay)
 
 
 __all__ = ["hitting_time"]

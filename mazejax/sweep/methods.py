@@ -28,7 +28,7 @@ from mazejax import exact, reference, simulate, validate
 from mazejax.maze import Capacity, Maze
 from mazejax.ordered import ordered_sum
 from mazejax.policy import backtracker_logits, sft_limit_logits
-from mazejax.train import DISTILL, PPO, REINFORCE, RLVR_EXACT, RLVR_SYMMETRIC, SFT, SFT_EXACT, Trainer
+from mazejax.train import DISTILL, PPO, REINFORCE, RLVR_EXACT, RLVR_SYMMETRIC, RLVR_TRUNCATED, SFT, SFT_EXACT, Trainer
 from mazejax.train.base import exact_types, record_steps
 from mazejax.train.rlvr import symmetric_trajectory
 
@@ -191,6 +191,15 @@ def _resolve_ppo(static: dict, capacity: Capacity) -> dict:
     return {**static, "horizon": int(math.ceil(2 * H0)) + 1}
 
 
+def _resolve_truncated(static: dict, capacity: Capacity) -> dict:
+    """The truncated trainer's scan length when not given: twice the largest base H of the grid's
+    capacity (horizons above it are capped, and the cap is what the run records)."""
+    if static["max_horizon"] is not None:
+        return static
+    H0 = reference.base_hitting_time(capacity.branches, capacity.depths, capacity.group - 1)
+    return {**static, "max_horizon": int(math.ceil(2 * H0)) + 1}
+
+
 # ----------------------------------------------------------------------------------------
 # Memory of one run inside a vmapped chunk (a planning estimate, bytes)
 
@@ -227,6 +236,7 @@ _MEMORY = {
     "distill": lambda s, c: 2 * _trainer_bytes(c) + _walk_bytes(c, s["num_traces"] or 1, counts=True)
     + _walk_bytes(c, s["eval_rollouts"]),
     "search": lambda s, c: _exact_bytes(c) + s["rollouts"] * (4 * c.states + 4 * c.out_degree * 8),
+    "truncated": lambda s, c: _trainer_bytes(c) + 8 * s["max_horizon"] * c.targets * (c.states + 4),
     "symmetric": lambda s, c: 8 * (4 * c.depths * 60 + s["steps"] // s["record_every"] * 5 * c.depths),
 }
 
@@ -239,6 +249,9 @@ METHODS: dict[str, Method] = {
         Method("sft", _from_trainer(SFT), _build_trainer(SFT, False), _MEMORY["trainer"], doc=SFT.doc),
         Method("rlvr_exact", _from_trainer(RLVR_EXACT), _build_trainer(RLVR_EXACT, False), _MEMORY["trainer"],
                doc=RLVR_EXACT.doc),
+        Method("rlvr_truncated", _from_trainer(RLVR_TRUNCATED), _build_trainer(RLVR_TRUNCATED, False),
+               _MEMORY["truncated"], resolve=_resolve_truncated,
+               doc=RLVR_TRUNCATED.doc + "; max_horizon none = twice the largest base H of the grid"),
         Method("rlvr_symmetric", _from_trainer(RLVR_SYMMETRIC), _build_rlvr_symmetric, _MEMORY["symmetric"],
                maze_free=True, doc=RLVR_SYMMETRIC.doc + "; paper mazes from the pretrained model"),
         Method("reinforce", {**_from_trainer(REINFORCE), **_EVALUATION}, _build_trainer(REINFORCE, True),

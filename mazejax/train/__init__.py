@@ -40,6 +40,13 @@ from mazejax.train.rlvr import (
     rlvr_exact,
     rlvr_symmetric,
 )
+from mazejax.train.truncated import (
+    RLVR_TRUNCATED,
+    TruncatedConfig,
+    TruncatedHParams,
+    make_rlvr_truncated,
+    rlvr_truncated,
+)
 from mazejax.train.sft import (
     SFT,
     SFT_EXACT,
@@ -59,7 +66,7 @@ from mazejax.train.sft import (
 )
 
 #: Every trainer, by name.
-TRAINERS = {t.name: t for t in (SFT_EXACT, SFT, RLVR_EXACT, RLVR_SYMMETRIC, REINFORCE, PPO, DISTILL)}
+TRAINERS = {t.name: t for t in (SFT_EXACT, SFT, RLVR_EXACT, RLVR_SYMMETRIC, REINFORCE, PPO, DISTILL, RLVR_TRUNCATED)}
 
 __all__ = [
     "AblationResult",
@@ -76,6 +83,7 @@ __all__ = [
     "RLVRSymmetricConfig",
     "RLVR_EXACT",
     "RLVR_SYMMETRIC",
+    "RLVR_TRUNCATED",
     "ReinforceConfig",
     "ReinforceHParams",
     "SFT",
@@ -84,6 +92,8 @@ __all__ = [
     "SFTHParams",
     "SFT_EXACT",
     "TRAINERS",
+    "TruncatedConfig",
+    "TruncatedHParams",
     "TrainResult",
     "Trainer",
     "ablation_hitting_time",
@@ -99,6 +109,7 @@ __all__ = [
     "make_reinforce",
     "make_rlvr_exact",
     "make_rlvr_symmetric",
+    "make_rlvr_truncated",
     "make_sft",
     "make_sft_exact",
     "masked",
@@ -108,6 +119,7 @@ __all__ = [
     "reinforce_gradient",
     "rlvr_exact",
     "rlvr_symmetric",
+    "rlvr_truncated",
     "sample_golden_transitions",
     "sample_teacher_transitions",
     "sft",

@@ -237,21 +237,35 @@ def masked(optimizer: optax.GradientTransformation, mask: jax.Array) -> optax.Gr
     return optax.GradientTransformation(optimizer.init, update)
 
 
+def train_fork(config) -> bool:
+    """The static ``train_fork`` setting of ``config`` (False, the paper's frozen fork rows, for
+    trainers without one)."""
+    return bool(getattr(config, "train_fork", False))
+
+
+def fork_setting():
+    """The ``train_fork`` field of the RLVR-family configurations (issue 12, item 1)."""
+    return setting(False, validate.BOOLEAN, "also train the fork rows (the paper freezes them uniform over all W "
+                   "branches, the one just left included)")
+
+
 def trainable_optimizer(config: Config, lr: jax.Array, maze: Maze) -> optax.GradientTransformation:
-    """The configured optimizer at ``lr``, applied to the trainable logits of ``maze`` only."""
-    return masked(config.optimizer_fn(lr), trainable_moves(maze))
+    """The configured optimizer at ``lr``, applied to the trainable logits of ``maze`` only
+    (fork rows included when ``config.train_fork``)."""
+    return masked(config.optimizer_fn(lr), trainable_moves(maze, train_fork(config)))
 
 
-def descend(tx: optax.GradientTransformation, logits, opt_state, gradient, maze: Maze):
+def descend(tx: optax.GradientTransformation, logits, opt_state, gradient, maze: Maze, fork: bool = False):
     """One optimizer step down ``gradient`` (of a loss) on the trainable logits; returns (logits, state).
 
     Frozen logits keep their bits exactly (``-inf`` included). The mask is applied *after* the add:
     in ``logits + where(mask, u, -0.0)`` XLA:CPU fuses the select into a fused multiply-add in full
     vector registers but rounds twice in the loop's remainder, so a logit's bits depended on its
-    position in the array, hence on the padded capacity of the maze.
+    position in the array, hence on the padded capacity of the maze. ``fork``: the fork rows are
+    trainable too (pass :func:`train_fork` of the configuration).
     """
     updates, opt_state = tx.update(gradient.astype(logits.dtype), opt_state, logits)
-    return jnp.where(trainable_moves(maze), logits + updates, logits), opt_state
+    return jnp.where(trainable_moves(maze, fork), logits + updates, logits), opt_state
 
 
 # ----------------------------------------------------------------------------------------
@@ -329,12 +343,14 @@ __all__ = [
     "descend",
     "exact_metrics",
     "exact_types",
+    "fork_setting",
     "hparam",
     "initial_logits",
     "masked",
     "record_steps",
     "result",
     "setting",
+    "train_fork",
     "train_loop",
     "trainable_optimizer",
 ]

@@ -82,6 +82,7 @@ class PPOConfig(base.Config):
     warmup_sweeps: int = base.setting(20, validate.Integer(1), "TD(lambda) passes over each warm-up batch")
     record_every: int = base.record_every(10)
     optimizer: str = base.optimizer("adam")
+    train_fork: bool = base.fork_setting()
 
     def __post_init__(self):
         super().__post_init__()
@@ -301,7 +302,7 @@ def make_ppo(config: PPOConfig):
                 minibatch = jax.tree.map(lambda x: x[walks], rollouts)
                 positive, negative = signed_advantage_counts(maze, minibatch, advantage[walks])
                 grad = clipped_surrogate_gradient(maze, logits, old_log_probs, positive, negative, hparams.clip, size)
-                return base.descend(tx, logits, opt_state, -grad, maze), None
+                return base.descend(tx, logits, opt_state, -grad, maze, base.train_fork(config)), None
 
             def epoch(carry, epoch_key):
                 order = jax.random.permutation(epoch_key, num_rollouts).reshape(config.minibatches, size)

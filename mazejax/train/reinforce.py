@@ -43,6 +43,7 @@ class ReinforceConfig(base.Config):
                                      "exact H (the paper) or the previous batch's mean length")
     record_every: int = base.record_every(10)
     optimizer: str = base.optimizer("adam")
+    train_fork: bool = base.fork_setting()
 
 
 @struct.dataclass
@@ -107,7 +108,7 @@ def make_reinforce(config: ReinforceConfig = ReinforceConfig()):
             horizon = pg.rollout_horizon(hparams.horizon, hparams.horizon_scale, H)
             key_t = jax.random.fold_in(key, t)
             gradient, walks = reinforce_gradient(maze, logits, key_t, config.num_rollouts, horizon, hparams.beta)
-            logits, opt_state = base.descend(tx, logits, opt_state, -gradient, maze)
+            logits, opt_state = base.descend(tx, logits, opt_state, -gradient, maze, base.train_fork(config))
             length = ordered_sum(walks.length.astype(base.F64))
             return (logits, opt_state, length / config.num_rollouts, moves + 2 * length), {}
 

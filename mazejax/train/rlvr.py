@@ -34,6 +34,7 @@ from jax import lax
 
 from mazejax import exact, validate
 from mazejax.maze import R_PLUS, Maze
+from mazejax.ordered import ordered_sum
 from mazejax.policy import continues
 from mazejax.train import base
 
@@ -45,6 +46,7 @@ class RLVRConfig(base.Config):
     steps: int = base.steps(600, "optimizer steps (the paper: 600 at W = K = 15, L = 5)")
     record_every: int = base.record_every(1)
     optimizer: str = base.optimizer("sign_sgd")
+    train_fork: bool = base.fork_setting()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,22 @@ def _objective(maze: Maze, beta):
     return objective
 
 
+def type_gradient_sign(maze: Maze, ascent: jax.Array) -> jax.Array:
+    """float64 [4, depths]: the sign of the per-(type, depth) gradient of J.
+
+    For each type and depth, ``ascent`` (``dJ/dtheta`` [S, D]) summed over the moves that continue
+    the direction of travel of every state of that type and depth: the derivative of J along a
+    common rise of those logits, which has the sign of ``dJ/dp`` (``p`` = a, b, c or d at that
+    depth) for branch-symmetric policies (the record :func:`symmetric_trajectory` keeps; docs/model.md
+    §2.1). 0 for types absent from the maze.
+    """
+    per_state = ordered_sum(jnp.where(continues(maze), ascent.astype(base.F64), 0.0), axis=1)
+    state_type, depth = jnp.asarray(maze.state_type), jnp.asarray(maze.depth)
+    member = (state_type[None, None, :] == jnp.arange(4)[:, None, None]) & (
+        depth[None, None, :] == jnp.arange(1, maze.capacity.depths + 1)[None, :, None])
+    return jnp.sign(ordered_sum(jnp.where(member, per_state[None, None, :], 0.0), axis=-1))
+
+
 def make_rlvr_exact(config: RLVRConfig = RLVRConfig()):
     """Build the exact-gradient RLVR trainer.
 
@@ -80,7 +98,9 @@ def make_rlvr_exact(config: RLVRConfig = RLVRConfig()):
     is unused (the method is deterministic; it is there so every trainer has one signature),
     ``hparams`` an :class:`RLVRHParams`, ``maze`` any :class:`~mazejax.Maze` (vmap over
     :func:`mazejax.stack`-ed mazes), ``init_logits`` [S, D]. Each step costs one exact H and its
-    gradient; the last record costs one more H. The optimizer only sees trainable logits.
+    gradient; the last record costs one more H and gradient. The optimizer only sees trainable logits
+    (fork rows too with ``config.train_fork``). ``result.extra["gradient_sign"]`` [R + 1, 4, depths]
+    holds the sign of each per-(type, depth) gradient of J (:func:`type_gradient_sign`).
     """
     validate.require_x64("mazejax.train.rlvr_exact")
 
@@ -90,20 +110,20 @@ def make_rlvr_exact(config: RLVRConfig = RLVRConfig()):
         tx = base.trainable_optimizer(config, hparams.lr, maze)
         objective = _objective(maze, hparams.beta)
 
-        def measure(carry):
-            loss, hitting_time = objective(carry[0])
-            return {"hitting_time": hitting_time, "loss": loss}
+        def evaluate(logits):
+            (loss, hitting_time), grad = jax.value_and_grad(objective, has_aux=True)(logits)
+            return grad, {"hitting_time": hitting_time, "loss": loss, "gradient_sign": type_gradient_sign(maze, -grad)}
 
         def step(carry, t):
             logits, opt_state = carry
-            (loss, hitting_time), grad = jax.value_and_grad(objective, has_aux=True)(logits)
-            return base.descend(tx, logits, opt_state, grad, maze), {"hitting_time": hitting_time, "loss": loss}
+            grad, measured = evaluate(logits)
+            return base.descend(tx, logits, opt_state, grad, maze, base.train_fork(config)), measured
 
         (logits, _), records = base.train_loop(
             step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
-            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=measure,
+            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=lambda carry: evaluate(carry[0])[1],
         )
-        return base.result(logits, records, config)
+        return base.result(logits, records, config, extra={"gradient_sign": records.pop("gradient_sign")})
 
     return train
 
@@ -258,4 +278,5 @@ __all__ = [
     "symmetric_probabilities",
     "symmetric_theta",
     "symmetric_trajectory",
+    "type_gradient_sign",
 ]
