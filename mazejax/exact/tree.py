@@ -34,6 +34,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
+from jax import lax
 
 from mazejax import validate
 from mazejax.maze import Maze
@@ -164,73 +166,143 @@ def _local_solve(pi, moves, states, exit_slot, time, landing, M):
     return solution[:, 0], solution[:, 1:]
 
 
-def target_hitting_times(layout: TreeLayout, maze: Maze, logits: jax.Array) -> jax.Array:
-    """Expected hitting time of each real target from the start, float64 [T_real]. Traceable in
-    ``logits`` (jit, grad, vmap over logits); ``layout`` and ``maze`` are fixed."""
-    validate.require_x64("mazejax.exact.tree")
+@struct.dataclass
+class TreeArrays:
+    """The layout as a PyTree of arrays padded to common sizes (:func:`tree_arrays`), so trees of
+    different sizes vmap together (with :func:`mazejax.stack`-ed mazes of the same padding)."""
+
+    level_nodes: jax.Array  # int32 [depth_max, k_max]: nodes at depth 1..depth_max (-1 pad)
+    node_states: jax.Array  # int32 [n_max, N]
+    parent: jax.Array  # int32 [n_max]
+    copies: jax.Array  # int32 [n_max]
+    is_down: jax.Array  # bool [S]
+    tail: jax.Array  # int32 [S]
+    copy: jax.Array  # int32 [S]
+    land: jax.Array  # int32 [S, M]
+    target_nodes: jax.Array  # int32 [T] (0 for padded targets)
+    target_mask: jax.Array  # bool [T]
+
+
+def tree_arrays(layout: TreeLayout, states: int | None = None, nodes: int | None = None, depth: int | None = None,
+                width: int | None = None, size: int | None = None, copies: int | None = None,
+                targets: int | None = None) -> TreeArrays:
+    """:class:`TreeArrays` of ``layout`` padded to the given sizes (default: its own). Use
+    :func:`stack_trees` to pad several to common sizes."""
     L = layout
-    S = L.is_down.size
-    M, N = L.max_copies, L.size
+    S, n, N, M = L.is_down.size, L.parent.size, L.size, L.max_copies
+    levels = L.levels[1:]
+    depth = depth or len(levels)
+    width = width or max(len(x) for x in levels)
+    states, nodes, size, copies = states or S, nodes or n, size or N, copies or M
+    targets = targets or L.target_nodes.size
+    level_nodes = np.full((depth, width), -1, np.int32)
+    for i, x in enumerate(levels):
+        level_nodes[i, : len(x)] = x
+    pad_s, pad_n = (0, states - S), (0, nodes - n)
+    return TreeArrays(
+        level_nodes=level_nodes,
+        node_states=np.pad(L.node_states, (pad_n, (0, size - N)), constant_values=-1).astype(np.int32),
+        parent=np.pad(L.parent, pad_n, constant_values=-1).astype(np.int32),
+        copies=np.pad(L.copies, pad_n).astype(np.int32),
+        is_down=np.pad(L.is_down, pad_s),
+        tail=np.pad(L.tail, pad_s, constant_values=-1).astype(np.int32),
+        copy=np.pad(L.copy, pad_s, constant_values=-1).astype(np.int32),
+        land=np.pad(L.land, (pad_s, (0, copies - M)), constant_values=-1).astype(np.int32),
+        target_nodes=np.pad(L.target_nodes, (0, targets - L.target_nodes.size)).astype(np.int32),
+        target_mask=np.arange(targets) < L.target_nodes.size,
+    )
+
+
+def stack_trees(mazes) -> tuple[Maze, TreeArrays]:
+    """Pad tree mazes and their layouts to common sizes and stack both (for ``vmap``)."""
+    from mazejax.maze import stack
+
+    layouts = [tree_layout(m) for m in mazes]
+    sizes = dict(states=max(m.capacity.states for m in mazes), nodes=max(x.parent.size for x in layouts),
+                 depth=max(len(x.levels) - 1 for x in layouts),
+                 width=max(len(v) for x in layouts for v in x.levels[1:]), size=max(x.size for x in layouts),
+                 copies=max(x.max_copies for x in layouts), targets=max(m.capacity.targets for m in mazes))
+    arrays = [tree_arrays(x, **sizes) for x in layouts]
+    return stack(mazes), jax.tree.map(lambda *xs: jnp.stack(xs), *arrays)
+
+
+def target_hitting_times(arrays: TreeArrays, maze: Maze, logits: jax.Array) -> jax.Array:
+    """Expected hitting time of each target from the start, float64 [T] (padded targets: 0).
+    Traceable: jit, grad, vmap over logits and over stacked (maze, arrays) pairs."""
+    validate.require_x64("mazejax.exact.tree")
+    A = arrays
+    if isinstance(A, TreeLayout):
+        A = tree_arrays(A)
+    S = A.is_down.shape[0]
+    M, N = A.land.shape[1], A.node_states.shape[1]
+    n = A.parent.shape[0]
     succ, valid = jnp.asarray(maze.successors), jnp.asarray(maze.valid)
     pi = probabilities(maze, jnp.asarray(logits).astype(F64))
-    is_down, copy, land = jnp.asarray(L.is_down), jnp.asarray(L.copy), jnp.asarray(L.land)
+    is_down, copy, land, tail = (jnp.asarray(x) for x in (A.is_down, A.copy, A.land, A.tail))
+    node_states, parent, copies = (jnp.asarray(x) for x in (A.node_states, A.parent, A.copies))
     head = jnp.asarray(maze.head)
-    landing_down = jnp.where(land[..., None] >= 0, land[..., None] == jnp.arange(N), False)  # [S, M, N]
+    landing_down = (land[..., None] >= 0) & (land[..., None] == jnp.arange(N))  # [S, M, N]
+    solve = jax.vmap(lambda *a: _local_solve(*a, M))
 
-    def gather(u):
-        states = jnp.asarray(L.node_states[u])  # [k, N]
+    def gather(u):  # u int [k] (already safe)
+        states = node_states[u]
         safe = jnp.maximum(states, 0)
         return states, safe, succ[safe], valid[safe] & (states >= 0)[..., None], pi[safe]
 
+    def down_landing(R, t):
+        return jnp.einsum("kadm,kadmn->kadn", R[t], landing_down[t].astype(F64))
+
     # 1. down-excursions, bottom-up: exits are the up moves (slot = copy), excursions the down moves
-    E = jnp.zeros(S, F64)
-    R = jnp.zeros((S, M), F64)
-    for level in reversed(L.levels[1:]):
-        states, safe, t, moves, p = gather(level)
+    def down(carry, level):
+        E, R = carry
+        present = level >= 0
+        states, safe, t, moves, p = gather(jnp.maximum(level, 0))
+        moves = moves & present[:, None, None]
         exit_slot = jnp.where(is_down[t], -1, copy[t])
-        landing = jnp.einsum("kadm,kadmn->kadn", R[t], landing_down[t].astype(F64))
-        tau, x = jax.vmap(lambda *a: _local_solve(*a, M))(p, moves, states, exit_slot, E[t], landing)
-        m = jnp.asarray(L.copies[level])
-        first = jnp.arange(N)[None, :] < m[:, None]  # locals 0..m-1: the copies arriving from the parent
-        ids = jnp.where(first, safe, S)  # scatter the D(c, k) rows (S: dropped)
-        E = E.at[ids].set(tau, mode="drop")
-        R = R.at[ids].set(x, mode="drop")
+        tau, x = solve(p, moves, states, exit_slot, E[t], down_landing(R, t))
+        first = (jnp.arange(N)[None, :] < copies[jnp.maximum(level, 0)][:, None]) & present[:, None]
+        ids = jnp.where(first, safe, S)  # the D(c, k) rows (S: dropped)
+        return (E.at[ids].set(tau, mode="drop"), R.at[ids].set(x, mode="drop")), None
+
+    (E, R), _ = lax.scan(down, (jnp.zeros(S, F64), jnp.zeros((S, M), F64)), jnp.asarray(A.level_nodes), reverse=True)
 
     # 2. up-excursions and arrivals, top-down, one system per edge (u, v)
-    Eup = jnp.zeros(S, F64)
-    Rup = jnp.zeros((S, M), F64)
-    n = L.parent.size
-    arrive = jnp.zeros(n, F64)
-    alpha = jnp.zeros((n, M), F64)
     landing_up = (jnp.arange(N)[None, :] == jnp.arange(M)[:, None]).astype(F64)  # copy k'' -> local k''
-    for level in L.levels[1:]:
-        u = L.parent[level]
+
+    def up(carry, level):
+        Eup, Rup, arrive, alpha = carry
+        present = level >= 0
+        v = jnp.maximum(level, 0)
+        u = jnp.maximum(parent[v], 0)
         states, safe, t, moves, p = gather(u)
-        v = jnp.asarray(level)
-        into_v = is_down[t] & (head[t] == v[:, None, None])
-        exit_slot = jnp.where(into_v, copy[t], -1)
+        moves = moves & present[:, None, None]
+        exit_slot = jnp.where(is_down[t] & (head[t] == v[:, None, None]), copy[t], -1)
         time = jnp.where(is_down[t], E[t], Eup[t])
-        landing = jnp.where(is_down[t][..., None], jnp.einsum("kadm,kadmn->kadn", R[t], landing_down[t].astype(F64)),
-                            jnp.einsum("kadm,mn->kadn", Rup[t], landing_up))
-        tau, x = jax.vmap(lambda *a: _local_solve(*a, M))(p, moves, states, exit_slot, time, landing)
-        # up-excursion of v: the rows of U(v, j) in u's system
-        ups = jnp.asarray(L.node_states[u])
-        mine = (ups >= 0) & ~is_down[jnp.maximum(ups, 0)] & (jnp.asarray(L.tail)[jnp.maximum(ups, 0)] == v[:, None]) & (ups > 0)
-        ids = jnp.where(mine, ups, S)
-        Eup = Eup.at[ids].set(tau, mode="drop")
-        Rup = Rup.at[ids].set(x, mode="drop")
-        root = jnp.asarray(u == 0)
+        landing = jnp.where(is_down[t][..., None], down_landing(R, t), jnp.einsum("kadm,mn->kadn", Rup[t], landing_up))
+        tau, x = solve(p, moves, states, exit_slot, time, landing)
+        mine = (states > 0) & ~is_down[safe] & (tail[safe] == v[:, None]) & present[:, None]
+        ids = jnp.where(mine, states, S)
+        Eup, Rup = Eup.at[ids].set(tau, mode="drop"), Rup.at[ids].set(x, mode="drop")
+        root = u == 0
         from_parent = alpha[u]  # [k, M]: arrival distribution over the copies into u
         time_here = jnp.where(root, tau[:, 0], arrive[u] + jnp.sum(from_parent * tau[:, :M], axis=1))
         dist_here = jnp.where(root[:, None], x[:, 0, :], jnp.einsum("km,kmj->kj", from_parent, x[:, :M, :]))
-        arrive = arrive.at[v].set(time_here)
-        alpha = alpha.at[v].set(dist_here)
-    return arrive[jnp.asarray(L.target_nodes)]
+        target = jnp.where(present, v, n)
+        return (Eup, Rup, arrive.at[target].set(time_here, mode="drop"), alpha.at[target].set(dist_here, mode="drop")), None
+
+    start = (jnp.zeros(S, F64), jnp.zeros((S, M), F64), jnp.zeros(n, F64), jnp.zeros((n, M), F64))
+    (_, _, arrive, _), _ = lax.scan(up, start, jnp.asarray(A.level_nodes))
+    mask = jnp.asarray(A.target_mask)
+    return jnp.where(mask, arrive[jnp.asarray(A.target_nodes)], 0.0)
 
 
-def hitting_time(layout: TreeLayout, maze: Maze, logits: jax.Array) -> jax.Array:
-    """``H``: the mean over targets of :func:`target_hitting_times`, float64 scalar."""
-    return jnp.mean(target_hitting_times(layout, maze, logits))
+def hitting_time(arrays: TreeArrays, maze: Maze, logits: jax.Array) -> jax.Array:
+    """``H``: the mean over real targets of :func:`target_hitting_times`, float64 scalar."""
+    mask = jnp.asarray(arrays.target_mask) if isinstance(arrays, TreeArrays) else None
+    per = target_hitting_times(arrays, maze, logits)
+    if mask is None:
+        return jnp.mean(per)
+    return jnp.sum(jnp.where(mask, per, 0.0)) / jnp.sum(mask)
 
 
-__all__ = ["TreeLayout", "hitting_time", "target_hitting_times", "tree_layout"]
+__all__ = ["TreeArrays", "TreeLayout", "hitting_time", "stack_trees", "target_hitting_times", "tree_arrays", "tree_layout"]
