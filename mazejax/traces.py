@@ -22,6 +22,8 @@ mazes, heterogeneous ones, path-stars).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -124,6 +126,20 @@ def golden_counts(maze: Maze, dtype=F64) -> tuple[jax.Array, jax.Array]:
     counts = ordered_sum(jnp.where(mask[:, None, None], per, 0.0), axis=0) / jnp.sum(mask)
     return counts, ordered_total(counts)
 
+
+def _jitted(function):
+    """``function(maze, dtype)`` compiled once per maze capacity and dtype (a traced call inlines it)."""
+    compiled = jax.jit(function, static_argnames="dtype")
+
+    @functools.wraps(function)
+    def call(maze: Maze, dtype=F64):
+        return compiled(maze, dtype=dtype)
+
+    return call
+
+
+dfs_counts = _jitted(dfs_counts)
+golden_counts = _jitted(golden_counts)
 
 #: Kinds of search trace a dataset may mix in (:func:`search_counts`).
 SEARCH_KINDS = ("dfs", "backtracker")

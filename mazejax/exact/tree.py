@@ -228,11 +228,17 @@ def stack_trees(mazes) -> tuple[Maze, TreeArrays]:
 
 def target_hitting_times(arrays: TreeArrays, maze: Maze, logits: jax.Array) -> jax.Array:
     """Expected hitting time of each target from the start, float64 [T] (padded targets: 0).
-    Traceable: jit, grad, vmap over logits and over stacked (maze, arrays) pairs."""
+    ``arrays``: a :class:`TreeArrays` (or a :class:`TreeLayout`, converted). Jit-compiled once per
+    shape; traceable: jit, grad, vmap over logits and over stacked (maze, arrays) pairs."""
     validate.require_x64("mazejax.exact.tree")
+    if isinstance(arrays, TreeLayout):
+        arrays = tree_arrays(arrays)
+    return _target_hitting_times(arrays, maze, logits)
+
+
+@jax.jit
+def _target_hitting_times(arrays: TreeArrays, maze: Maze, logits: jax.Array) -> jax.Array:
     A = arrays
-    if isinstance(A, TreeLayout):
-        A = tree_arrays(A)
     S = A.is_down.shape[0]
     M, N = A.land.shape[1], A.node_states.shape[1]
     n = A.parent.shape[0]
@@ -298,10 +304,10 @@ def target_hitting_times(arrays: TreeArrays, maze: Maze, logits: jax.Array) -> j
 
 def hitting_time(arrays: TreeArrays, maze: Maze, logits: jax.Array) -> jax.Array:
     """``H``: the mean over real targets of :func:`target_hitting_times`, float64 scalar."""
-    mask = jnp.asarray(arrays.target_mask) if isinstance(arrays, TreeArrays) else None
+    if isinstance(arrays, TreeLayout):
+        arrays = tree_arrays(arrays)
     per = target_hitting_times(arrays, maze, logits)
-    if mask is None:
-        return jnp.mean(per)
+    mask = jnp.asarray(arrays.target_mask)
     return jnp.sum(jnp.where(mask, per, 0.0)) / jnp.sum(mask)
 
 
