@@ -58,10 +58,18 @@ from mazejax.train.sft import (
     sft_limit,
 )
 
+from mazejax.train.search_sft import SFT_SEARCH, SFT_SEARCH_EXACT, search_sft_limit, sft_search, sft_search_exact  # noqa: E402
+
 #: Every trainer, by name.
-TRAINERS = {t.name: t for t in (SFT_EXACT, SFT, RLVR_EXACT, RLVR_SYMMETRIC, REINFORCE, PPO, DISTILL)}
+TRAINERS = {t.name: t for t in (SFT_EXACT, SFT, RLVR_EXACT, RLVR_SYMMETRIC, REINFORCE, PPO, DISTILL, SFT_SEARCH_EXACT,
+                                SFT_SEARCH)}
 
 __all__ = [
+    "SFT_SEARCH",
+    "SFT_SEARCH_EXACT",
+    "search_sft_limit",
+    "sft_search",
+    "sft_search_exact",
     "AblationResult",
     "DISTILL",
     "DistillConfig",
