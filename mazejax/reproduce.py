@@ -422,7 +422,7 @@ def search_traces(full: bool, out: Path) -> Section:
                          f"{float(res.hitting_time[-1]):.4g}", None))
     else:
         sampled_note = " Sampled SFT on the mixture (`mazejax.train.search_sft.sft_search`) runs with `--full`."
-    references = {f"base = {float(reference.base_hitting_time(W, K, L)):.5g}": float(reference.base_hitting_time(W, K, L)),
+    references = {"base (pretrained)": float(reference.base_hitting_time(W, K, L)),
                   "SFT limit (golden only)": limit, "backtracker (limit for any p > 0)": bt,
                   "dfs: history-aware DFS W(2K+1)": float(W * (2 * K + 1))}
     notes = ("p is the fraction of training *sequences* that are search traces; the loss pools all moves. "
