@@ -18,6 +18,11 @@ the fork after branch ``b`` into branch ``b'`` has probability ``1/W`` if ``b'``
 branch and ``1/(2W)`` otherwise); :func:`sample_dfs` draws traces move by move (the walks a
 history-aware policy is trained on by teacher forcing). Both need a chain layout (the paper's
 mazes, heterogeneous ones, path-stars).
+
+The other kind of search trace, the efficient backtracker's walks (:func:`backtracker_counts`), and
+any tabular policy's walks (:func:`policy_counts`) have exact expected counts ``E_x[d_x(s)] pi(m | s)``;
+:func:`mixture_transitions` mixes either kind (:data:`SEARCH_KINDS`) with golden paths, and
+:mod:`mazejax.train.search_sft` trains on the mixture.
 """
 
 from __future__ import annotations
