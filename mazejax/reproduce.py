@@ -393,7 +393,7 @@ def search_traces(full: bool, out: Path) -> Section:
     scale_steps = 300 if full else 100
     mazes = [Maze(Ws, k, Ls) for k in Ks]
     batch = stack(mazes)
-    inits = jnp.stack([pretrained_logits(m, jnp.float64) for m in batch_list(batch, len(Ks))])
+    inits = jax.vmap(lambda m: pretrained_logits(m, jnp.float64))(batch)
     train = make_sft_search_exact(SFTSearchExactConfig(steps=scale_steps, record_every=scale_steps))
     per_p = jax.vmap(train, in_axes=(None, 0, None, None))
     run = jax.jit(jax.vmap(per_p, in_axes=(None, None, 0, 0)))
@@ -438,11 +438,6 @@ def search_traces(full: bool, out: Path) -> Section:
                    "a data mixture with a fraction p of depth-first search traces closes the exponential gap", rows,
                    notes=notes, figures=_draw("search_traces", curves, scaling_rows, references,
                                               out / "beyond_search_traces.png"))
-
-
-def batch_list(batch, n: int) -> list:
-    """The ``n`` mazes of a stacked batch, as a list of (padded) mazes."""
-    return [jax.tree.map(lambda x: x[i], batch) for i in range(n)]
 
 
 def trees_section(full: bool, out: Path) -> Section:

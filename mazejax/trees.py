@@ -26,34 +26,21 @@ from jax import lax
 from mazejax import validate
 from mazejax.exact import tree
 from mazejax.maze import Maze
-from mazejax.policy import pretrained_logits
+from mazejax.policy import pretrained_logits, trainable_moves
 from mazejax.train import base
 from mazejax.train.sft import cross_entropy_gradient, golden_transitions, limit_logits
-
-
-def _trainable(maze):
-    return jnp.asarray(maze.trainable)[:, None] & jnp.asarray(maze.valid)
-
-
-def _descend(tx, logits, state, gradient, maze):
-    updates, state = tx.update(gradient.astype(logits.dtype), state, logits)
-    return jnp.where(_trainable(maze), logits + updates, logits), state
-
-
-def _masked(tx, maze):
-    return base.masked(tx, _trainable(maze))
 
 
 def rlvr(maze: Maze, arrays: tree.TreeArrays, logits: jax.Array, steps: int, lr, record_every: int):
     """Exact-gradient RLVR by sign ascent (``theta -= lr sign(dH/dtheta)`` on trainable logits) with the
     tree solver. Returns ``(logits, H float64 [steps // record_every + 1])``; traceable, vmappable."""
-    tx = _masked(optax.sign_sgd(lr), maze)
+    tx = base.masked(optax.sign_sgd(lr), trainable_moves(maze))
     objective = jax.value_and_grad(lambda l: tree.hitting_time(arrays, maze, l))
 
     def step(carry, _):
         logits, state = carry
         H, grad = objective(logits)
-        return _descend(tx, logits, state, grad, maze), H
+        return base.descend(tx, logits, state, grad, maze), H
 
     def chunk(carry, _):
         carry, H = lax.scan(step, carry, None, length=record_every)
@@ -66,12 +53,12 @@ def rlvr(maze: Maze, arrays: tree.TreeArrays, logits: jax.Array, steps: int, lr,
 def sft(maze: Maze, arrays: tree.TreeArrays, logits: jax.Array, steps: int, lr):
     """Exact SFT on golden paths (Adam on the exact population cross-entropy). Returns the trained
     logits and their exact H; traceable, vmappable."""
-    tx = _masked(optax.adam(lr), maze)
+    tx = base.masked(optax.adam(lr), trainable_moves(maze))
     weights = golden_transitions(maze, logits.dtype)
 
     def step(carry, _):
         logits, state = carry
-        return _descend(tx, logits, state, cross_entropy_gradient(maze, logits, weights), maze), None
+        return base.descend(tx, logits, state, cross_entropy_gradient(maze, logits, weights), maze), None
 
     (logits, _), _ = lax.scan(step, (logits, tx.init(logits)), None, length=steps)
     return logits, tree.hitting_time(arrays, maze, logits)
@@ -93,8 +80,8 @@ def study(mazes, *, rlvr_steps: int = 600, rlvr_lr: float = 0.01, sft_steps: int
     def run(maze, arrays, init):
         def one(maze, arrays, init):
             H0 = tree.hitting_time(arrays, maze, init)
-            limit = limit_logits(maze, init, golden_transitions(maze, init.dtype),
-                                 jnp.sum(golden_transitions(maze, init.dtype), axis=-1) > 0)
+            golden = golden_transitions(maze, init.dtype)
+            limit = limit_logits(maze, init, golden, jnp.sum(golden, axis=-1) > 0)
             H_limit = tree.hitting_time(arrays, maze, limit)
             _, H_sft = sft(maze, arrays, init, sft_steps, sft_lr)
             _, curve = rlvr(maze, arrays, init, rlvr_steps, rlvr_lr, record_every)
