@@ -387,6 +387,11 @@ def search_traces(full: bool, out: Path) -> Section:
                          + ("" if kind == "sgd" else ", Adam lr 0.1"),
                          "-", " / ".join(f"{at(kind, float(p), s):.4g}" for s in (10, 100, steps)) + " (steps 10/100/"
                          f"{steps})", None))
+    # beside Fig. 5 (right): supervising a fraction of backward state *types* (exact limits, 100 draws)
+    types = backward_supervision_ablation(maze, jax.random.key(0), fractions=[0.1, 0.5, 0.9], draws=100)
+    for p, h in zip(types.fraction, np.asarray(types.mean_hitting_time)):
+        rows.append((f"Fig. 5 (right) for comparison: fraction {p:g} of backward *types* supervised, mean H of the limit",
+                     "-", f"{h:.4g} (search traces: 143 for any p > 0)", None))
     # depth scaling: W = 3, L = 2, K = 1..8, a few p, one vmapped program
     Ws, Ls, Ks = 3, 2, list(range(1, 9 if full else 7))
     scale_p = np.array([0.0, 0.01, 0.1, 1.0])

@@ -169,3 +169,17 @@ def test_beyond_figures(tmp_path):
     rows = [{"family": f, "depth": d, "base": 3.0**d, "sft_limit": 4.0**d, "sft_exact": 4.0**d, "rlvr_exact": 2.5**d,
              "dfs": 2.0**d} for f in ("binary", "random") for d in (2, 3)]
     assert figures.trees(rows, tmp_path / "b.png").exists()
+
+
+def test_exact_backtracker_trace_sft_is_exact_distillation_of_the_backtracker():
+    """p = 1 with backtracker traces is Theorem 5's distillation with the backtracker as teacher (population)."""
+    from mazejax.train import distill
+
+    maze = Maze(3, 2, 2)
+    init = pretrained_logits(maze, jnp.float64)
+    ours = sft_search_exact(maze, init_logits=init, steps=40, record_every=20, search_fraction=1.0,
+                            search_kind="backtracker")
+    theirs = distill(maze, jax.random.key(0), backtracker_logits(maze, jnp.float64), init_logits=init, steps=40,
+                     record_every=20, num_traces=None)
+    np.testing.assert_allclose(ours.hitting_time, theirs.hitting_time, rtol=1e-9)
+    np.testing.assert_allclose(ours.loss, theirs.loss, rtol=1e-9)
