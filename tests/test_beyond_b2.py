@@ -111,6 +111,7 @@ def test_search_trace_lengths_match_closed_forms():
     assert float(jnp.sum(counts)) == pytest.approx(float(length), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_dfs_counts_match_monte_carlo():
     maze = Maze(3, 2, 2)
     counts, length = traces.dfs_counts(maze)
@@ -171,6 +172,7 @@ def test_beyond_figures(tmp_path):
     assert figures.trees(rows, tmp_path / "b.png").exists()
 
 
+@pytest.mark.slow
 def test_exact_backtracker_trace_sft_is_exact_distillation_of_the_backtracker():
     """p = 1 with backtracker traces is Theorem 5's distillation with the backtracker as teacher (population)."""
     from mazejax.train import distill
