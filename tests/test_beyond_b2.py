@@ -185,3 +185,16 @@ def test_exact_backtracker_trace_sft_is_exact_distillation_of_the_backtracker():
                      record_every=20, num_traces=None)
     np.testing.assert_allclose(ours.hitting_time, theirs.hitting_time, rtol=1e-9)
     np.testing.assert_allclose(ours.loss, theirs.loss, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_sweep_runs_search_fraction_as_a_leaf(tmp_path):
+    from mazejax import sweep
+
+    spec = sweep.parse_spec({"W": [3], "K": [2], "L": [2], "seeds": 1, "methods": ["sft_search_exact"],
+                             "sft_search_exact": {"steps": 100, "record_every": 50, "search_fraction": [0.0, 0.01]}})
+    rows = sweep.read_runs(sweep.run_sweep(spec, tmp_path, progress=False, tables=False))
+    by_p = {float(r["search_fraction"]): r for r in rows}
+    single = sft_search_exact(Maze(3, 2, 2), steps=100, record_every=50, search_fraction=0.01)
+    assert by_p[0.01]["hitting_time"] == pytest.approx(float(single.hitting_time[-1]), rel=1e-12)
+    assert by_p[0.0]["hitting_time"] > 5 * by_p[0.01]["hitting_time"]
