@@ -1032,7 +1032,7 @@ def _search_traces(curves, scaling_rows, references, title=None) -> Figure:
     left.set_xlabel("exact SFT step (log scale; step 0 drawn at 0.5)")
     left.set_ylabel("expected hitting time H (log scale, exact)")
     left.grid(True, which="major", alpha=0.3)
-    left.set_title("H during SFT on the mixture, W=K=6, L=5", fontsize=10)
+    left.set_title("H during SFT on the mixture, W=K=6, L=5\n(Adam: the curves of every p > 0 coincide)", fontsize=10)
     ks = sorted({int(r["K"]) for r in scaling_rows})
     for p in sorted({float(r["p"]) for r in scaling_rows}):
         mine = sorted((r for r in scaling_rows if float(r["p"]) == p), key=lambda r: r["K"])
@@ -1054,8 +1054,8 @@ def _search_traces(curves, scaling_rows, references, title=None) -> Figure:
     _legend(fig, [
         ("colour: fraction p of search traces", [_line(f"p = {p:g}" + (" (golden paths only)" if p == 0 else ""),
                                                        colours[p]) for p in fractions]),
-        ("line style (left): search traces", [_line(k if k != "sgd" else "dfs, plain SGD", "black", None,
-                                                    KIND_STYLES.get(k, "-")) for k in kinds]),
+        ("line style (left): traces, optimizer", [_line({"sgd": "dfs, plain SGD (lr 100)"}.get(k, f"{k}, Adam (lr 0.1)"),
+                                                        "black", None, KIND_STYLES.get(k, "-")) for k in kinds]),
         ("reference (dashed)", [_line(f"{label} = {_number(v)}", PALETTE.get(method_of(label.split(':')[0].split('(')[0].strip()),
                                                                                 "black"), None,
                                       BOUND_STYLES[i % len(BOUND_STYLES)]) for i, (label, v) in enumerate(references.items())]
