@@ -1130,3 +1130,133 @@ def dip(runs, path, window=None, title=None) -> Path:
     depth), then the sign rasters (steps x depth). ``window``: show steps up to this one."""
     return _save(_dip(runs, window, title), path)
 
+
+# Beyond the paper (issue 12, items 2 and 4): SFT on search traces, trees
+
+PALETTE.update({"sft_search_exact": "#e6550d", "sft_search": "#fdae6b", "dfs": "#636363"})
+DESCRIPTION.update({"sft_search_exact": "sft_search_exact (SFT on search traces + golden, exact)",
+                    "sft_search": "sft_search (SFT on search traces + golden, sampled)",
+                    "dfs": "history-aware DFS (no re-entry)"})
+
+KIND_STYLES = {"dfs": "-", "backtracker": (0, (4, 1.5)), "sgd": (0, (1, 1.2))}
+
+
+def _fraction_colors(fractions) -> dict:
+    """p = 0 in the SFT red, p > 0 from light to dark orange-brown (more search data: darker)."""
+    positive = sorted(p for p in set(fractions) if p > 0)
+    shades = np.linspace(0.35, -0.45, max(len(positive), 1))
+    out = {p: _shade(PALETTE["sft_search_exact"], float(a)) for p, a in zip(positive, shades)}
+    out.update({p: PALETTE["sft_exact"] for p in set(fractions) if p == 0})
+    return out
+
+
+def _search_traces(curves, scaling_rows, references, title=None) -> Figure:
+    fig = _figure(13.5, 5.4)
+    left, right = fig.subplots(1, 2)
+    fractions = sorted({float(c["p"]) for c in curves} | {float(r["p"]) for r in scaling_rows})
+    colours = _fraction_colors(fractions)
+    for c in curves:
+        step = _as_array(c["step"])
+        left.plot(np.maximum(step, 0.5), _as_array(c["hitting_time"]), color=colours[float(c["p"])],
+                  linestyle=KIND_STYLES.get(c["kind"], "-"), linewidth=1.5)
+    for i, (label, value) in enumerate(references.items()):
+        key = method_of(label.split(":")[0].split("(")[0].strip())
+        left.axhline(value, color=PALETTE.get(key, "black"), linestyle=BOUND_STYLES[i % len(BOUND_STYLES)], linewidth=1.1)
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("exact SFT step (log scale; step 0 drawn at 0.5)")
+    left.set_ylabel("expected hitting time H (log scale, exact)")
+    left.grid(True, which="major", alpha=0.3)
+    left.set_title("H during SFT on the mixture, W=K=6, L=5\n(Adam: the curves of every p > 0 coincide)", fontsize=10)
+    ks = sorted({int(r["K"]) for r in scaling_rows})
+    for p in sorted({float(r["p"]) for r in scaling_rows}):
+        mine = sorted((r for r in scaling_rows if float(r["p"]) == p), key=lambda r: r["K"])
+        right.plot([r["K"] for r in mine], [r["hitting_time"] for r in mine], color=colours[p], marker="o", markersize=4)
+    theory = sorted(scaling_rows, key=lambda r: r["K"])
+    seen = {}
+    for r in theory:
+        seen[int(r["K"])] = r
+    for column, name, style in (("sft_limit", "SFT limit", DASHED), ("backtracker", "backtracker", (0, (1.5, 2)))):
+        right.plot(list(seen), [seen[k][column] for k in seen], color=PALETTE[name], linestyle=style, linewidth=1.2)
+    right.set_yscale("log")
+    _set_integer_axis(right.xaxis, ks)
+    right.set_xlabel("depth K (diamonds per branch)")
+    right.set_ylabel("H after training (log scale, exact)")
+    right.grid(True, which="major", alpha=0.3)
+    sizes = scaling_rows[0] if scaling_rows else {}
+    right.set_title(f"depth scaling, W={sizes.get('W')}, L={sizes.get('L')}, {sizes.get('steps')} Adam steps", fontsize=10)
+    kinds = sorted({c["kind"] for c in curves})
+    _legend(fig, [
+        ("colour: fraction p of search traces", [_line(f"p = {p:g}" + (" (golden paths only)" if p == 0 else ""),
+                                                       colours[p]) for p in fractions]),
+        ("line style (left): traces, optimizer", [_line({"sgd": "dfs, plain SGD (lr 100)"}.get(k, f"{k}, Adam (lr 0.1)"),
+                                                        "black", None, KIND_STYLES.get(k, "-")) for k in kinds]),
+        ("reference (dashed)", [_line(f"{label} = {_number(v)}", PALETTE.get(method_of(label.split(':')[0].split('(')[0].strip()),
+                                                                                "black"), None,
+                                      BOUND_STYLES[i % len(BOUND_STYLES)]) for i, (label, v) in enumerate(references.items())]
+         + [_line("SFT limit (golden only), exact", PALETTE["SFT limit"], None, DASHED),
+            _line("backtracker 4WK+2W-2K-1", PALETTE["backtracker"], None, (0, (1.5, 2)))]),
+    ])
+    _title(fig, title or "SFT on a mixture of search traces and golden paths: any p > 0 reaches the backtracker")
+    return fig
+
+
+def search_traces(curves, scaling_rows, references, path, *, title=None) -> Path:
+    """Issue 12 item 2: left, exact H over SFT steps (log-log) for each fraction ``p`` of search traces
+    (colour) and kind of trace (line style), with ``references`` ``{label: H}`` as horizontal lines;
+    right, H after training against depth K for each ``p`` beside the SFT limit and the backtracker
+    (dashed). ``curves``: dicts ``p, kind, step, hitting_time``; ``scaling_rows``: dicts
+    ``W, L, K, p, steps, hitting_time, sft_limit, backtracker``."""
+    return _save(_search_traces(curves, scaling_rows, references, title), path)
+
+
+TREE_MARKERS = {"binary": "o", "ternary": "s", "random": "^"}
+
+
+def _trees(rows, title=None) -> Figure:
+    fig = _figure(10.0, 5.6)
+    ax = fig.add_subplot()
+    families = sorted({r["family"] for r in rows}, key=lambda f: list(TREE_MARKERS).index(f) if f in TREE_MARKERS else 9)
+    methods = [("base", "base"), ("sft_limit", "SFT limit"), ("sft_exact", "sft_exact"), ("rlvr_exact", "rlvr_exact")]
+    for family in families:
+        mine = sorted((r for r in rows if r["family"] == family), key=lambda r: r["depth"])
+        marker = TREE_MARKERS.get(family, "D")
+        groups = defaultdict(list)
+        for r in mine:
+            groups[int(r["depth"])].append(r)
+        depths = sorted(groups)
+        for column, name in methods:
+            means = [np.exp(np.mean(np.log([float(r[column]) for r in groups[d]]))) for d in depths]
+            lows = [min(float(r[column]) for r in groups[d]) for d in depths]
+            highs = [max(float(r[column]) for r in groups[d]) for d in depths]
+            _measured(ax, np.array(depths, float), np.array(means), np.array(lows), np.array(highs), PALETTE[name], marker)
+        if family in ("binary", "ternary") and "dfs" in mine[0]:
+            ax.plot(depths, [float(groups[d][0]["dfs"]) for d in depths], color=PALETTE["dfs"], linestyle=DASHED,
+                    marker=marker, markerfacecolor="none", linewidth=1.1)
+    ax.set_yscale("log")
+    _set_integer_axis(ax.xaxis, [r["depth"] for r in rows])
+    ax.set_xlabel("tree depth (levels below the root; targets at the leaves)")
+    ax.set_ylabel("expected hitting time H (log scale, exact)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, [
+        ("colour: policy", [Patch(color=PALETTE["base"], label="base (pretrained, uniform)"),
+                            Patch(color=PALETTE["SFT limit"], label="SFT limit (golden rows fitted)"),
+                            Patch(color=PALETTE["sft_exact"], label="sft_exact (trained, exact loss)"),
+                            Patch(color=PALETTE["rlvr_exact"], label="rlvr_exact (sign ascent, exact gradient)")]),
+        ("marker: tree family", [_line(f, "black", TREE_MARKERS.get(f, "D"), "none", markerfacecolor="white")
+                                 for f in families]),
+        ("dashed", [_line("theory: history-aware DFS\nb(b^d - 1)/(b - 1), complete trees", PALETTE["dfs"], None, DASHED)]),
+        ("", [_line("random trees: geometric mean,\nbar = min..max over seeds", "black", None, "-")]),
+    ])
+    _title(fig, title or "Trees: H of base, SFT and RLVR against depth (exact, tree solver)")
+    return fig
+
+
+def trees(rows, path, *, title=None) -> Path:
+    """Issue 12 item 4: exact H against tree depth (log y, integer ticks), colour by policy (base, SFT
+    limit, trained SFT, trained RLVR), marker by tree family, the history-aware DFS dashed for complete
+    trees. ``rows``: dicts ``family, depth, base, sft_limit, sft_exact, rlvr_exact`` (and ``dfs``)."""
+    return _save(_trees(rows, title), path)
+
+
+__all__ += ["search_traces", "trees"]

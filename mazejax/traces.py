@@ -18,9 +18,16 @@ the fork after branch ``b`` into branch ``b'`` has probability ``1/W`` if ``b'``
 branch and ``1/(2W)`` otherwise); :func:`sample_dfs` draws traces move by move (the walks a
 history-aware policy is trained on by teacher forcing). Both need a chain layout (the paper's
 mazes, heterogeneous ones, path-stars).
+
+The other kind of search trace, the efficient backtracker's walks (:func:`backtracker_counts`), and
+any tabular policy's walks (:func:`policy_counts`) have exact expected counts ``E_x[d_x(s)] pi(m | s)``;
+:func:`mixture_transitions` mixes either kind (:data:`SEARCH_KINDS`) with golden paths, and
+:mod:`mazejax.train.search_sft` trains on the mixture.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -125,15 +132,65 @@ def golden_counts(maze: Maze, dtype=F64) -> tuple[jax.Array, jax.Array]:
     return counts, ordered_total(counts)
 
 
-def mixture_transitions(maze: Maze, fraction, dtype=F64) -> jax.Array:
+def _jitted(function):
+    """``function(maze, dtype)`` compiled once per maze capacity and dtype (a traced call inlines it)."""
+    compiled = jax.jit(function, static_argnames="dtype")
+
+    @functools.wraps(function)
+    def call(maze: Maze, dtype=F64):
+        return compiled(maze, dtype=dtype)
+
+    return call
+
+
+dfs_counts = _jitted(dfs_counts)
+golden_counts = _jitted(golden_counts)
+
+#: Kinds of search trace a dataset may mix in (:func:`search_counts`).
+SEARCH_KINDS = ("dfs", "backtracker")
+
+
+def policy_counts(maze: Maze, logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Expected move counts float64 [S, D] and expected length of the walks of a tabular policy from
+    ``s0 -> f`` to a uniformly drawn target: ``E_x[d_x(s)] * pi(m | s)`` with ``d_x`` the expected
+    visits before the hit (:func:`mazejax.exact.expected_visits`). Any maze; traceable."""
+    from mazejax import exact
+    from mazejax.policy import probabilities
+
+    visits = exact.expected_visits(maze, logits)  # [T, S]
+    mask = jnp.asarray(maze.target_mask)
+    mean_visits = ordered_sum(jnp.where(mask[:, None], visits, 0.0), axis=0) / jnp.sum(mask)
+    counts = mean_visits[:, None] * probabilities(maze, jnp.asarray(logits).astype(F64))
+    return counts, ordered_total(counts)
+
+
+def backtracker_counts(maze: Maze) -> tuple[jax.Array, jax.Array]:
+    """Expected move counts [S, D] and length of the efficient backtracker's walks (``a = b = c = d = 1``,
+    the frozen fork row uniform over all W branches, the one just left included): on ``Maze(W, K, L)``
+    the length is ``4WK + 2W - 2K - 1``. Paper mazes only (the backtracker is defined by state types)."""
+    from mazejax.policy import backtracker_logits
+
+    return policy_counts(maze, backtracker_logits(maze, F64))
+
+
+def search_counts(maze: Maze, kind: str = "dfs") -> tuple[jax.Array, jax.Array]:
+    """Expected move counts [S, D] and length of one search trace of ``kind``: ``"dfs"`` (the
+    history-aware depth-first search, :func:`dfs_counts`) or ``"backtracker"`` (the efficient
+    backtracker's walks, :func:`backtracker_counts`)."""
+    kind = validate.choice("kind", kind, SEARCH_KINDS)
+    return dfs_counts(maze) if kind == "dfs" else backtracker_counts(maze)
+
+
+def mixture_transitions(maze: Maze, fraction, dtype=F64, kind: str = "dfs") -> jax.Array:
     """Population transition frequencies [S, D] (summing to 1) of a dataset with a fraction
-    ``fraction`` (may be traced, in [0, 1]) of DFS traces and the rest golden paths (module docstring)."""
+    ``fraction`` (may be traced, in [0, 1]) of search traces of ``kind`` (:data:`SEARCH_KINDS`;
+    DFS by default) and the rest golden paths (module docstring)."""
     if not validate.is_traced(fraction):
         validate.number("fraction", fraction, 0.0, 1.0)
-    golden, golden_length = golden_counts(maze, dtype)
-    dfs, dfs_length = dfs_counts(maze, dtype)
-    p = jnp.asarray(fraction, dtype)
-    return ((1 - p) * golden + p * dfs) / ((1 - p) * golden_length + p * dfs_length)
+    golden, golden_length = golden_counts(maze, F64)
+    search, search_length = search_counts(maze, kind)
+    p = jnp.asarray(fraction, F64)
+    return (((1 - p) * golden + p * search) / ((1 - p) * golden_length + p * search_length)).astype(dtype)
 
 
 def sample_dfs(key: jax.Array, maze: Maze, num: int, record: int | None = None):
@@ -182,8 +239,9 @@ def sample_dfs(key: jax.Array, maze: Maze, num: int, record: int | None = None):
     return jax.vmap(trace)(jnp.arange(num, dtype=jnp.int32))
 
 
-def trace_counts(maze: Maze, states: jax.Array) -> jax.Array:
-    """Move counts [S, D] of recorded traces ``states`` [n, M] (``-1`` after each trace's end)."""
+def trace_counts(maze: Maze, states: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """Move counts [S, D] of recorded traces ``states`` [n, M] (``-1`` after each trace's end);
+    with ``weights`` [n] each trace's moves count ``weights[i]`` times (default 1)."""
     succ, valid = jnp.asarray(maze.successors), jnp.asarray(maze.valid)
     before, after = states[:, :-1], states[:, 1:]
     moving = after >= 0
@@ -191,8 +249,11 @@ def trace_counts(maze: Maze, states: jax.Array) -> jax.Array:
     slot = jnp.argmax((succ[state] == after[..., None]) & valid[state], axis=-1)
     D = maze.capacity.out_degree
     flat = jnp.where(moving, state * D + slot, maze.capacity.states * D)
-    counts = jnp.zeros(maze.capacity.states * D + 1, jnp.float32).at[flat.ravel()].add(1.0)
+    per_move = jnp.broadcast_to((jnp.ones(states.shape[0], jnp.float32) if weights is None
+                                 else jnp.asarray(weights, jnp.float32))[:, None], flat.shape)
+    counts = jnp.zeros(maze.capacity.states * D + 1, jnp.float32).at[flat.ravel()].add(per_move.ravel())
     return counts[:-1].reshape(-1, D)
 
 
-__all__ = ["dfs_counts", "golden_counts", "mixture_transitions", "sample_dfs", "trace_counts", "within_branch_policy"]
+__all__ = ["SEARCH_KINDS", "backtracker_counts", "dfs_counts", "golden_counts", "mixture_transitions", "policy_counts",
+           "sample_dfs", "search_counts", "trace_counts", "within_branch_policy"]

@@ -16,7 +16,8 @@ Derivatives have the dtype of the logits.
 Solvers: :mod:`mazejax.exact.chain` (GTH elimination, mazes with a chain layout: the paper's
 mazes, heterogeneous ones, path-stars; accurate to ~1e-15 where a dense solve is 1% off),
 :mod:`mazejax.exact.dense` (one LU solve per target, any graph),
-:mod:`mazejax.exact.symmetric` (branch-symmetric policies, O(K)) and
+:mod:`mazejax.exact.symmetric` (branch-symmetric policies, O(K)), :mod:`mazejax.exact.tree` (trees with
+multiedges, one small system per node and edge) and
 :mod:`mazejax.exact.truncated` (walks cut at a horizon, by dynamic programming).
 """
 
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from mazejax import validate
-from mazejax.exact import chain, dense, symmetric, truncated
+from mazejax.exact import chain, dense, symmetric, tree, truncated
 from mazejax.maze import Maze
 from mazejax.ordered import ordered_sum
 from mazejax.policy import probabilities
@@ -216,6 +217,7 @@ __all__ = [
     "symmetric_hitting_time",
     "target_costs",
     "target_hitting_times",
+    "tree",
     "truncated",
     "truncated_objective",
 ]

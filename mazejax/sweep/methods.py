@@ -269,6 +269,17 @@ METHODS: dict[str, Method] = {
 }
 
 
+# Beyond the paper (issue 12, item 2): SFT on a fraction ``search_fraction`` of search traces
+from mazejax.train.search_sft import SFT_SEARCH, SFT_SEARCH_EXACT  # noqa: E402
+
+METHODS.update({
+    "sft_search_exact": Method("sft_search_exact", _from_trainer(SFT_SEARCH_EXACT), _build_trainer(SFT_SEARCH_EXACT, False),
+                               _MEMORY["trainer"], doc=SFT_SEARCH_EXACT.doc + "; paper mazes"),
+    "sft_search": Method("sft_search", _from_trainer(SFT_SEARCH), _build_trainer(SFT_SEARCH, False), _MEMORY["trainer"],
+                         doc=SFT_SEARCH.doc + "; paper mazes"),
+})
+
+
 def get(name: str) -> Method:
     """The method called ``name``; a ValueError lists the known ones otherwise."""
     if name not in METHODS:

@@ -47,6 +47,7 @@ from mazejax.train.truncated import (
     make_rlvr_truncated,
     rlvr_truncated,
 )
+from mazejax.train.search_sft import SFT_SEARCH, SFT_SEARCH_EXACT, search_sft_limit, sft_search, sft_search_exact
 from mazejax.train.sft import (
     SFT,
     SFT_EXACT,
@@ -66,9 +67,15 @@ from mazejax.train.sft import (
 )
 
 #: Every trainer, by name.
-TRAINERS = {t.name: t for t in (SFT_EXACT, SFT, RLVR_EXACT, RLVR_SYMMETRIC, REINFORCE, PPO, DISTILL, RLVR_TRUNCATED)}
+TRAINERS = {t.name: t for t in (SFT_EXACT, SFT, RLVR_EXACT, RLVR_SYMMETRIC, REINFORCE, PPO, DISTILL, RLVR_TRUNCATED,
+                                SFT_SEARCH_EXACT, SFT_SEARCH)}
 
 __all__ = [
+    "SFT_SEARCH",
+    "SFT_SEARCH_EXACT",
+    "search_sft_limit",
+    "sft_search",
+    "sft_search_exact",
     "AblationResult",
     "DISTILL",
     "DistillConfig",
