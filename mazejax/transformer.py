@@ -1,0 +1,256 @@
+"""Policies over the walk so far: the interface every sampler and trainer uses, the tabular policy
+as one implementation and a causal transformer (docs/model.md §4.6) as another.
+
+A *sequence policy* is target-blind: its input is the walk's edge-states ``s_0 = s0 -> f, ...,
+s_t`` and its output the logits [D] over the move slots of ``s_t`` (``-inf`` on invalid slots).
+It is a static, hashable object with three methods, each pure in ``params`` (a PyTree):
+
+* ``init_cache(maze)``: the per-walk decoding cache before the first token;
+* ``step(params, maze, cache, state, time) -> (logits [D], cache)``: read ``s_t`` (``time = t``)
+  and return the logits of the next move (incremental decoding);
+* ``sequence_logits(params, maze, states) -> logits [M, D]``: the logits after every prefix of a
+  recorded walk ``states`` [M] (``-1`` after its end) in one pass (teacher forcing).
+
+:class:`TabularPolicy` (params: logits [S, D]) ignores the history; :class:`TransformerPolicy`
+reads it.
+
+**Why flax linen.** ``init`` returns the parameters as a plain PyTree and ``apply`` is a pure
+function of them, so a whole training run is a pure function of ``(key, hparams, params)`` that
+``jax.vmap`` batches over seeds and hyperparameters with no object state to split and merge
+(flax nnx modules are mutable objects that every transformation would have to split and merge).
+
+**The transformer.** Token ``s`` (pad id ``S`` for empty cache slots) is embedded; ``layers``
+pre-norm blocks of causal sliding-window attention (each token sees itself and the
+``context - 1`` tokens before it) and an MLP follow; positions are ``"none"``, ``"relative"``
+(a learned bias per layer, head and distance, added to the attention scores) or
+``"sinusoidal"`` (added to the embeddings). The readout of state ``s`` is
+
+    logits[j] = direct[s, j] + LayerNorm(h) . U[succ(s, j)],
+
+with ``direct`` a table [S, D] initialised to given tabular logits and ``U`` the successor
+tokens' output embeddings [S + 1, width], initialised to zero: at step 0 the logits equal the
+tabular policy's exactly, whatever attention does, and the network's share grows from there.
+Decoding keeps, per layer, a ring cache of the last ``context`` keys and values with the time of
+each slot (write, then read), so a move costs O(context * width) however long the walk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mazejax import validate
+from mazejax.maze import Maze
+from mazejax.policy import masked_log_softmax
+
+#: Position encodings of :class:`TransformerPolicy`.
+POSITIONS = ("none", "relative", "sinusoidal")
+
+
+def _rows(maze: Maze, states: jax.Array):
+    """Successors and validity of the rows of ``states`` (any shape, ``-1`` read as state 0)."""
+    s = jnp.maximum(states, 0)
+    return jnp.asarray(maze.successors)[s], jnp.asarray(maze.valid)[s]
+
+
+def _masked(valid: jax.Array, logits: jax.Array) -> jax.Array:
+    return jnp.where(valid, logits, -jnp.inf)
+
+
+@dataclasses.dataclass(frozen=True)
+class TabularPolicy:
+    """The tabular (bigram) policy as a sequence policy: ``params`` are logits [S, D]."""
+
+    def init_cache(self, maze: Maze):
+        return ()
+
+    def step(self, params, maze: Maze, cache, state, time):
+        return _masked(jnp.asarray(maze.valid)[state], params[state]), cache
+
+    def sequence_logits(self, params, maze: Maze, states):
+        _, valid = _rows(maze, states)
+        return _masked(valid, params[jnp.maximum(states, 0)])
+
+
+def _sinusoid(time: jax.Array, width: int) -> jax.Array:
+    """Sinusoidal encodings [..., width] of integer times."""
+    half = width // 2
+    freq = jnp.exp(-math.log(10_000.0) * jnp.arange(half) / max(half, 1))
+    angle = time[..., None].astype(jnp.float32) * freq
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle), jnp.zeros(time.shape + (width - 2 * half,))], -1)
+
+
+class _Block(nn.Module):
+    """One pre-norm block: sliding-window causal self-attention, then an MLP."""
+
+    heads: int
+    width: int
+
+    def setup(self):
+        self.norm_attention = nn.LayerNorm()
+        self.qkv = nn.DenseGeneral((3, self.heads, self.width // self.heads))
+        self.out = nn.DenseGeneral(self.width, axis=(-2, -1))
+        self.norm_mlp = nn.LayerNorm()
+        self.hidden = nn.Dense(4 * self.width)
+        self.down = nn.Dense(self.width)
+
+    def project(self, x):
+        """Queries, keys and values [..., heads, width // heads] of tokens ``x`` [..., width]."""
+        qkv = self.qkv(self.norm_attention(x))
+        return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+
+    def finish(self, x, q, keys, values, allowed, bias):
+        """``x`` plus attention of ``q`` [..., H, d] over ``keys``/``values`` [..., N, H, d]
+        (``allowed`` [..., N], ``bias`` [..., H, N]), then the MLP."""
+        scores = jnp.einsum("...hd,...nhd->...hn", q, keys) / math.sqrt(q.shape[-1]) + bias
+        scores = jnp.where(allowed[..., None, :], scores, -jnp.inf)
+        attention = jax.nn.softmax(scores, axis=-1)
+        x = x + self.out(jnp.einsum("...hn,...nhd->...hd", attention, values))
+        return x + self.down(nn.gelu(self.hidden(self.norm_mlp(x))))
+
+
+class TransformerPolicy(nn.Module):
+    """A causal transformer over the walk's edge-states (module docstring); a sequence policy.
+
+    Attributes:
+      states: ``S``, the maze's ``capacity.states``; out_degree: ``D``, its ``capacity.out_degree``.
+      layers: transformer blocks (>= 1); heads: attention heads (divides ``width``);
+      width: model width; context: tokens each token attends to (itself included);
+      positions: one of :data:`POSITIONS`.
+
+    Build with :func:`transformer_policy` (validated); initialise with :func:`init_transformer`.
+    """
+
+    states: int
+    out_degree: int
+    layers: int = 1
+    heads: int = 2
+    width: int = 32
+    context: int = 32
+    positions: str = "relative"
+
+    def setup(self):
+        self.embed = nn.Embed(self.states + 1, self.width)
+        self.blocks = [_Block(self.heads, self.width) for _ in range(self.layers)]
+        self.norm = nn.LayerNorm()
+        self.direct = self.param("direct", nn.initializers.zeros, (self.states, self.out_degree))
+        self.successor_embedding = self.param("successor_embedding", nn.initializers.zeros,
+                                              (self.states + 1, self.width))
+        if self.positions == "relative":
+            self.distance_bias = self.param("distance_bias", nn.initializers.zeros,
+                                            (self.layers, self.heads, self.context))
+
+    def _input(self, tokens, time):
+        x = self.embed(jnp.where(tokens >= 0, tokens, self.states))
+        return x + _sinusoid(time, self.width) if self.positions == "sinusoidal" else x
+
+    def _bias(self, layer, distance):
+        """Attention bias [..., H, N] for token distances ``distance`` [..., N] in [0, context)."""
+        if self.positions != "relative":
+            return jnp.zeros(distance.shape[:-1] + (self.heads, distance.shape[-1]))
+        return jnp.moveaxis(self.distance_bias[layer][:, distance], 0, -2)
+
+    def _readout(self, h, states, successors, valid):
+        """Logits [..., D] of the states ``states`` [...] from hidden vectors ``h`` [..., width]."""
+        direct = self.direct[jnp.maximum(states, 0)]
+        network = jnp.einsum("...w,...dw->...d", self.norm(h), self.successor_embedding[successors])
+        return _masked(valid, direct + network)
+
+    def hidden_sequence(self, states, successors, valid):
+        """Teacher forcing: logits [M, D] after every prefix of ``states`` [M] (``-1`` at the end)."""
+        M, C = states.shape[0], self.context
+        time = jnp.arange(M)
+        x = self._input(states, time)
+        window = time[:, None] - jnp.arange(C)[None, :]  # [M, C]: the tokens each token reads
+        # a token always reads itself (padding after the walk's end too: no empty softmax row)
+        allowed = (window >= 0) & ((states[jnp.maximum(window, 0)] >= 0) | (jnp.arange(C) == 0))
+        distance = jnp.broadcast_to(jnp.arange(C), (M, C))
+        for layer, block in enumerate(self.blocks):
+            q, k, v = block.project(x)
+            take = jnp.maximum(window, 0)
+            x = block.finish(x, q, k[take], v[take], allowed, self._bias(layer, distance))
+        return self._readout(x, states, successors, valid)
+
+    def decode(self, cache, state, time, successors, valid):
+        """One token: write ``state`` at ``time`` into the ring ``cache``, read it; (logits [D], cache)."""
+        keys, values, times = cache
+        slot = time % self.context
+        times = times.at[slot].set(time)
+        x = self._input(state, time)
+        allowed = times >= 0
+        distance = jnp.clip(time - times, 0, self.context - 1)
+        new_keys, new_values = [], []
+        for layer, block in enumerate(self.blocks):
+            q, k, v = block.project(x)
+            layer_keys, layer_values = keys[layer].at[slot].set(k), values[layer].at[slot].set(v)
+            new_keys.append(layer_keys)
+            new_values.append(layer_values)
+            x = block.finish(x, q, layer_keys, layer_values, allowed, self._bias(layer, distance))
+        return self._readout(x, state, successors, valid), (jnp.stack(new_keys), jnp.stack(new_values), times)
+
+    # -- the sequence-policy interface (pure functions of params) --------------------------
+
+    @nn.nowrap
+    def init_cache(self, maze: Maze):
+        shape = (self.layers, self.context, self.heads, self.width // self.heads)
+        return jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32), jnp.full(self.context, -1, jnp.int32)
+
+    @nn.nowrap
+    def step(self, params, maze: Maze, cache, state, time):
+        successors, valid = _rows(maze, state)
+        return self.apply(params, cache, state, time, successors, valid, method=TransformerPolicy.decode)
+
+    @nn.nowrap
+    def sequence_logits(self, params, maze: Maze, states):
+        successors, valid = _rows(maze, states)
+        return self.apply(params, states, successors, valid, method=TransformerPolicy.hidden_sequence)
+
+
+def transformer_policy(maze: Maze, *, layers: int = 1, heads: int = 2, width: int = 32, context: int = 32,
+                       positions: str = "relative") -> TransformerPolicy:
+    """A validated :class:`TransformerPolicy` sized for ``maze`` (sizes checked before any compilation)."""
+    layers = validate.positive_int("layers", layers)
+    heads = validate.positive_int("heads", heads)
+    width = validate.positive_int("width", width)
+    context = validate.positive_int("context", context)
+    positions = validate.choice("positions", positions, POSITIONS)
+    if width % heads:
+        raise ValueError(f"width must be a multiple of heads = {heads}, got {width}")
+    return TransformerPolicy(maze.capacity.states, maze.capacity.out_degree, layers, heads, width, context, positions)
+
+
+def init_transformer(policy: TransformerPolicy, key: jax.Array, maze: Maze, logits: jax.Array | None = None):
+    """Parameters of ``policy`` that reproduce the tabular ``logits`` [S, D] exactly (default: the
+    base model, all valid logits 0): random network weights, ``direct = logits``, ``U = 0``."""
+    from mazejax.train.base import initial_logits
+
+    logits = initial_logits(maze, logits).astype(jnp.float32)
+    states = jnp.zeros(2, jnp.int32)
+    successors, valid = _rows(maze, states)
+    params = policy.init(key, states, successors, valid, method=TransformerPolicy.hidden_sequence)
+    return {"params": {**params["params"], "direct": logits}}
+
+
+def move_log_probabilities(policy, params, maze: Maze, states: jax.Array) -> jax.Array:
+    """``log pi(s_{t+1} | s_0..s_t)`` [M - 1] of a recorded walk ``states`` [M] (``-1`` after its
+    end; 0 for the moves past it), by one teacher-forced pass of ``policy``."""
+    logits = policy.sequence_logits(params, maze, states)
+    successors, valid = _rows(maze, states)
+    nxt = states[1:]
+    chosen = (successors[:-1] == nxt[:, None]) & valid[:-1] & (nxt >= 0)[:, None]
+    logp = masked_log_softmax(valid[:-1], logits[:-1])
+    return jnp.sum(jnp.where(chosen, logp, 0.0), axis=-1)
+
+
+__all__ = [
+    "POSITIONS",
+    "TabularPolicy",
+    "TransformerPolicy",
+    "init_transformer",
+    "move_log_probabilities",
+    "transformer_policy",
+]
