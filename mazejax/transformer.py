@@ -81,7 +81,7 @@ def _sinusoid(time: jax.Array, width: int) -> jax.Array:
     half = width // 2
     freq = jnp.exp(-math.log(10_000.0) * jnp.arange(half) / max(half, 1))
     angle = time[..., None].astype(jnp.float32) * freq
-    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle), jnp.zeros(time.shape + (width - 2 * half,))], -1)
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle), jnp.zeros(time.shape + (width - 2 * half,))], -1).astype(jnp.float32)
 
 
 class _Block(nn.Module):
@@ -103,14 +103,20 @@ class _Block(nn.Module):
         qkv = self.qkv(self.norm_attention(x))
         return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
 
-    def finish(self, x, q, keys, values, allowed, bias):
-        """``x`` plus attention of ``q`` [..., H, d] over ``keys``/``values`` [..., N, H, d]
-        (``allowed`` [..., N], ``bias`` [..., H, N]), then the MLP."""
-        scores = jnp.einsum("...hd,...nhd->...hn", q, keys) / math.sqrt(q.shape[-1]) + bias
-        scores = jnp.where(allowed[..., None, :], scores, -jnp.inf)
-        attention = jax.nn.softmax(scores, axis=-1)
-        x = x + self.out(jnp.einsum("...hn,...nhd->...hd", attention, values))
+    def finish(self, x, attended):
+        """``x`` plus the projection of the heads' outputs ``attended`` [..., H, d], then the MLP."""
+        x = x + self.out(attended)
         return x + self.down(nn.gelu(self.hidden(self.norm_mlp(x))))
+
+
+def _attend(spec: str, q, keys, values, allowed, bias):
+    """Softmax attention: scores ``einsum(spec)`` of ``q`` and ``keys`` (scaled) plus ``bias``, masked
+    by ``allowed`` (broadcast to the scores), applied to ``values`` by the reversed spec."""
+    inputs, scores_spec = spec.split("->")
+    q_spec, k_spec = inputs.split(",")
+    scores = jnp.einsum(spec, q, keys) / math.sqrt(q.shape[-1]) + bias
+    attention = jax.nn.softmax(jnp.where(allowed, scores, -jnp.inf), axis=-1)
+    return jnp.einsum(f"{scores_spec},{k_spec}->{q_spec}", attention, values)
 
 
 class TransformerPolicy(nn.Module):
@@ -137,12 +143,12 @@ class TransformerPolicy(nn.Module):
         self.embed = nn.Embed(self.states + 1, self.width)
         self.blocks = [_Block(self.heads, self.width) for _ in range(self.layers)]
         self.norm = nn.LayerNorm()
-        self.direct = self.param("direct", nn.initializers.zeros, (self.states, self.out_degree))
+        self.direct = self.param("direct", nn.initializers.zeros, (self.states, self.out_degree), jnp.float32)
         self.successor_embedding = self.param("successor_embedding", nn.initializers.zeros,
-                                              (self.states + 1, self.width))
+                                              (self.states + 1, self.width), jnp.float32)
         if self.positions == "relative":
             self.distance_bias = self.param("distance_bias", nn.initializers.zeros,
-                                            (self.layers, self.heads, self.context))
+                                            (self.layers, self.heads, self.context), jnp.float32)
 
     def _input(self, tokens, time):
         x = self.embed(jnp.where(tokens >= 0, tokens, self.states))
@@ -161,19 +167,34 @@ class TransformerPolicy(nn.Module):
         return _masked(valid, direct + network)
 
     def hidden_sequence(self, states, successors, valid):
-        """Teacher forcing: logits [M, D] after every prefix of ``states`` [M] (``-1`` at the end)."""
+        """Teacher forcing: logits [M, D] after every prefix of ``states`` [M] (``-1`` at the end).
+
+        Blocked sliding-window attention: the sequence is cut in blocks of ``context`` tokens and
+        each block's queries read the keys of their own and the previous block (reshapes only,
+        no gathers, so the backward pass has no scatters).
+        """
         M, C = states.shape[0], self.context
-        time = jnp.arange(M)
-        x = self._input(states, time)
-        window = time[:, None] - jnp.arange(C)[None, :]  # [M, C]: the tokens each token reads
+        blocks = -(-M // C)
+        tokens = jnp.full(blocks * C, -1, jnp.int32).at[:M].set(states)
+        x = self._input(tokens, jnp.arange(blocks * C))
+        i, j = jnp.arange(C)[:, None], jnp.arange(2 * C)[None, :]
+        distance = i + C - j  # [C, 2C]: query i of block b reads key j of blocks (b - 1, b)
+        key_pos = jnp.arange(blocks)[:, None, None] * C - C + j  # [blocks, 1, 2C]
+        key_real = tokens[jnp.maximum(key_pos, 0)] >= 0
         # a token always reads itself (padding after the walk's end too: no empty softmax row)
-        allowed = (window >= 0) & ((states[jnp.maximum(window, 0)] >= 0) | (jnp.arange(C) == 0))
-        distance = jnp.broadcast_to(jnp.arange(C), (M, C))
+        allowed = (((distance >= 0) & (distance < C) & (key_pos >= 0) & key_real) | (distance == 0))[:, :, None, :]
+
+        def paired(z):  # [blocks * C, H, d] -> [blocks, 2C, H, d]: the previous block, then this one
+            z = z.reshape((blocks, C) + z.shape[1:])
+            return jnp.concatenate([jnp.concatenate([jnp.zeros_like(z[:1]), z[:-1]]), z], axis=1)
+
         for layer, block in enumerate(self.blocks):
             q, k, v = block.project(x)
-            take = jnp.maximum(window, 0)
-            x = block.finish(x, q, k[take], v[take], allowed, self._bias(layer, distance))
-        return self._readout(x, states, successors, valid)
+            bias = self._bias(layer, jnp.clip(distance, 0, C - 1))  # [C, H, 2C]
+            attended = _attend("bihd,bjhd->bihj", q.reshape((blocks, C) + q.shape[1:]), paired(k), paired(v),
+                               allowed, bias)
+            x = block.finish(x, attended.reshape(q.shape))
+        return self._readout(x[:M], states, successors, valid)
 
     def decode(self, cache, state, time, successors, valid):
         """One token: write ``state`` at ``time`` into the ring ``cache``, read it; (logits [D], cache)."""
@@ -189,7 +210,8 @@ class TransformerPolicy(nn.Module):
             layer_keys, layer_values = keys[layer].at[slot].set(k), values[layer].at[slot].set(v)
             new_keys.append(layer_keys)
             new_values.append(layer_values)
-            x = block.finish(x, q, layer_keys, layer_values, allowed, self._bias(layer, distance))
+            attended = _attend("hd,nhd->hn", q, layer_keys, layer_values, allowed, self._bias(layer, distance))
+            x = block.finish(x, attended)
         return self._readout(x, state, successors, valid), (jnp.stack(new_keys), jnp.stack(new_values), times)
 
     # -- the sequence-policy interface (pure functions of params) --------------------------
