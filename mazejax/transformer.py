@@ -91,12 +91,12 @@ class _Block(nn.Module):
     width: int
 
     def setup(self):
-        self.norm_attention = nn.LayerNorm()
-        self.qkv = nn.DenseGeneral((3, self.heads, self.width // self.heads))
-        self.out = nn.DenseGeneral(self.width, axis=(-2, -1))
-        self.norm_mlp = nn.LayerNorm()
-        self.hidden = nn.Dense(4 * self.width)
-        self.down = nn.Dense(self.width)
+        self.norm_attention = nn.LayerNorm(dtype=jnp.float32)
+        self.qkv = nn.DenseGeneral((3, self.heads, self.width // self.heads), dtype=jnp.float32)
+        self.out = nn.DenseGeneral(self.width, axis=(-2, -1), dtype=jnp.float32)
+        self.norm_mlp = nn.LayerNorm(dtype=jnp.float32)
+        self.hidden = nn.Dense(4 * self.width, dtype=jnp.float32)
+        self.down = nn.Dense(self.width, dtype=jnp.float32)
 
     def project(self, x):
         """Queries, keys and values [..., heads, width // heads] of tokens ``x`` [..., width]."""
@@ -140,9 +140,9 @@ class TransformerPolicy(nn.Module):
     positions: str = "relative"
 
     def setup(self):
-        self.embed = nn.Embed(self.states + 1, self.width)
+        self.embed = nn.Embed(self.states + 1, self.width, dtype=jnp.float32)
         self.blocks = [_Block(self.heads, self.width) for _ in range(self.layers)]
-        self.norm = nn.LayerNorm()
+        self.norm = nn.LayerNorm(dtype=jnp.float32)
         self.direct = self.param("direct", nn.initializers.zeros, (self.states, self.out_degree), jnp.float32)
         self.successor_embedding = self.param("successor_embedding", nn.initializers.zeros,
                                               (self.states + 1, self.width), jnp.float32)
@@ -199,6 +199,7 @@ class TransformerPolicy(nn.Module):
     def decode(self, cache, state, time, successors, valid):
         """One token: write ``state`` at ``time`` into the ring ``cache``, read it; (logits [D], cache)."""
         keys, values, times = cache
+        time = jnp.asarray(time, jnp.int32)
         slot = time % self.context
         times = times.at[slot].set(time)
         x = self._input(state, time)
