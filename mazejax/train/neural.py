@@ -333,8 +333,54 @@ __all__ = [
     "POLICIES",
     "PolicyConfig",
     "empirical_types",
+    "evaluate_seeds",
     "make_neural_reinforce",
     "make_neural_sft",
     "optimizer",
+    "reinforce_seeds",
     "sample_golden",
+    "sft_seeds",
 ]
+
+
+# ----------------------------------------------------------------------------------------
+# One-call experiments (host level): seeds vmapped, then a Monte Carlo evaluation of each seed
+
+
+def _run_seeds(make, config, hparams, maze: Maze, key, seeds: int, init_logits):
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(seeds))
+    params = jax.vmap(lambda k: config.init_params(k, maze, init_logits))(keys)
+    return jax.jit(jax.vmap(make(config), in_axes=(0, None, None, 0)))(keys, hparams, maze, params)
+
+
+def evaluate_seeds(config: PolicyConfig, maze: Maze, params, key, num: int, horizon: int, record: int = 0):
+    """Monte Carlo evaluation of every seed of vmapped ``params``: ``(mean [seeds], stderr [seeds],
+    success rate [seeds], walks)`` from ``num`` fresh walks per seed (the same keys for every seed)."""
+    policy = config.sequence_policy(maze)
+    sample = jax.jit(jax.vmap(lambda p: sample_sequences(policy, p, maze, key, num, horizon, record=record,
+                                                         chunk=min(num, 256))))
+    walks = sample(params)
+    length = np.asarray(walks.length, np.float64)
+    stderr = length.std(axis=1, ddof=1) / np.sqrt(num)
+    return length.mean(axis=1), stderr, np.asarray(walks.success).mean(axis=1), walks
+
+
+def reinforce_seeds(maze: Maze, key, seeds: int, *, init_logits=None, **settings):
+    """REINFORCE of ``seeds`` runs vmapped as one program (``settings``: fields of
+    :class:`NeuralReinforceConfig` and :class:`NeuralReinforceHParams`; seed ``i`` uses
+    ``fold_in(key, i)`` for its initial network and its walks). Returns ``(NeuralResult, config)``."""
+    static = {f.name for f in dataclasses.fields(NeuralReinforceConfig)}
+    config = NeuralReinforceConfig(**{k: v for k, v in settings.items() if k in static})
+    hparams = NeuralReinforceHParams.create(**{k: v for k, v in settings.items() if k not in static})
+    return _run_seeds(make_neural_reinforce, config, hparams, maze, key, seeds, init_logits), config
+
+
+def sft_seeds(maze: Maze, key, seeds: int, *, init_logits=None, teacher=None, **settings):
+    """SFT / distillation of ``seeds`` runs vmapped (``settings``: fields of :class:`NeuralSFTConfig`
+    and :class:`NeuralSFTHParams`; ``teacher``: tabular logits for ``data = "teacher"``).
+    Returns ``(NeuralResult, config)``."""
+    static = {f.name for f in dataclasses.fields(NeuralSFTConfig)}
+    config = NeuralSFTConfig(**{k: v for k, v in settings.items() if k in static})
+    teacher = base.initial_logits(maze, teacher)
+    hparams = NeuralSFTHParams.create(teacher=teacher, **{k: v for k, v in settings.items() if k not in static})
+    return _run_seeds(make_neural_sft, config, hparams, maze, key, seeds, init_logits), config
