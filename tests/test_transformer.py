@@ -148,3 +148,15 @@ def test_bad_settings_raise_before_compiling(maze332):
         NeuralReinforceConfig(num_rollouts=64, grad_chunk=24)
     with pytest.raises(ValueError, match="num must be a multiple of chunk"):
         sample_sequences(TabularPolicy(), mazejax.pretrained_logits(maze332), maze332, jax.random.key(0), 10, 5, chunk=4)
+
+
+@pytest.mark.slow
+def test_reinforce_eight_seeds_reach_the_backtracker(maze332):
+    """Acceptance (issue 11): default REINFORCE, 8 seeds vmapped, (3,3,2): at least 6 of 8 reach
+    Monte Carlo H <= 1.05 x 35 (measured: 8 of 8, H 21-24, below the tabular bound, towards 21)."""
+    from mazejax.train.neural import evaluate_seeds, reinforce_seeds
+
+    result, config = reinforce_seeds(maze332, jax.random.key(0), 8)
+    H, stderr, success, _ = evaluate_seeds(config, maze332, result.params, jax.random.key(1), 2048, 2000)
+    assert np.all(success > 0.999)
+    assert np.sum(H + 1.96 * stderr <= 1.05 * 35) >= 6, (H, stderr)
