@@ -81,7 +81,8 @@ def _sinusoid(time: jax.Array, width: int) -> jax.Array:
     half = width // 2
     freq = jnp.exp(-math.log(10_000.0) * jnp.arange(half) / max(half, 1))
     angle = time[..., None].astype(jnp.float32) * freq
-    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle), jnp.zeros(time.shape + (width - 2 * half,))], -1).astype(jnp.float32)
+    pad = jnp.zeros(time.shape + (width - 2 * half,))
+    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle), pad], -1).astype(jnp.float32)
 
 
 class _Block(nn.Module):

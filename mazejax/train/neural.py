@@ -1,5 +1,5 @@
 """Training sequence policies (the transformer of :mod:`mazejax.transformer`, or the tabular policy
-through the same interface): REINFORCE and SFT / distillation by teacher forcing.
+through the same interface): REINFORCE, PPO and SFT / distillation by teacher forcing.
 
 Both trainers follow the skeleton of :mod:`mazejax.train.base` (a static ``Config``, an
 ``HParams`` PyTree, ``make_*(config) -> train(key, hparams, maze, params)``, the whole run in
@@ -21,6 +21,9 @@ recorded (:func:`mazejax.simulate.sequence.sample_sequences`), scores them with
 log-probabilities by teacher forcing in groups of ``grad_chunk`` walks. The horizon (the paper's
 rule with an estimated H): ``min(horizon, ceil(horizon_scale * previous batch mean length))``,
 the first batch ``horizon``; ``horizon`` is static (it sizes the state buffer).
+
+*PPO* (:func:`make_neural_ppo`): the same walks and horizon rule, then epochs of clipped-surrogate
+minibatch steps with the walk's leave-one-out advantage on every move.
 
 *SFT* (:func:`make_neural_sft`). Each step draws ``batch_size`` sequences, from ``data``:
 ``"golden"`` (golden paths, docs/model.md §4.1), ``"dfs"`` (depth-first search traces,
@@ -106,23 +109,33 @@ def _descend(tx, params, opt_state, gradient):
     return optax.apply_updates(params, updates), opt_state
 
 
-def _teacher_forced_gradient(policy, params, maze, states, weights, group: int):
-    """``sum_i weights[i] * grad sum_t log p(move t of walk i)`` over recorded walks ``states``
-    [n, M], by teacher forcing in groups of ``group`` walks; also returns that weighted sum."""
-    n = states.shape[0]
+def _walk_log_probabilities(policy, params, maze, states):
+    """``log p`` of every move [n, M - 1] of recorded walks ``states`` [n, M] (teacher forcing)."""
+    return jax.vmap(lambda walk: move_log_probabilities(policy, params, maze, walk))(states)
 
-    def objective(p, s, w):
-        logp = jax.vmap(lambda walk: move_log_probabilities(policy, p, maze, walk))(s)
-        return jnp.sum(w * jnp.sum(logp, axis=1))
+
+def _grouped_gradient(objective, params, data, group: int):
+    """``(sum_g objective(params, *data_g), its gradient)`` over groups of ``group`` rows of the arrays
+    ``data`` (leading axis n), one teacher-forced pass per group (memory O(group))."""
 
     def add(total, batch):
         value, grad = jax.value_and_grad(objective)(params, *batch)
         return jax.tree.map(jnp.add, total, (value, grad)), None
 
+    n = data[0].shape[0]
     zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, params))
-    batches = (states.reshape(n // group, group, -1), weights.reshape(n // group, group))
-    (value, grad), _ = lax.scan(add, zero, batches)
+    (value, grad), _ = lax.scan(add, zero, tuple(x.reshape((n // group, group) + x.shape[1:]) for x in data))
     return value, grad
+
+
+def _teacher_forced_gradient(policy, params, maze, states, weights, group: int):
+    """``sum_i weights[i] * grad sum_t log p(move t of walk i)`` over recorded walks ``states``
+    [n, M], by teacher forcing in groups of ``group`` walks; also returns that weighted sum."""
+
+    def objective(p, s, w):
+        return jnp.sum(w * jnp.sum(_walk_log_probabilities(policy, p, maze, s), axis=1))
+
+    return _grouped_gradient(objective, params, (states, weights), group)
 
 
 @struct.dataclass
@@ -202,6 +215,90 @@ def make_neural_reinforce(config: NeuralReinforceConfig = NeuralReinforceConfig(
             advantage = pg.leave_one_out_advantages(reward)
             _, grad = _teacher_forced_gradient(policy, params, maze, walks.states, -advantage / n, config.grad_chunk)
             params, opt_state = _descend(tx, params, opt_state, grad)
+            length = walks.length.astype(jnp.float32)
+            mean = jnp.mean(length)
+            stats = (mean, jnp.std(length, ddof=1) / np.sqrt(n), jnp.mean(walks.success.astype(jnp.float32)),
+                     -jnp.mean(reward), horizon)
+            return (params, opt_state, mean.astype(base.F64)), stats
+
+        start = (params, tx.init(params), jnp.asarray(jnp.inf, base.F64))
+        (params, _, _), stats = lax.scan(step, start, jnp.arange(config.steps))
+        return NeuralResult(params, *stats)
+
+    return train
+
+
+# ----------------------------------------------------------------------------------------
+# PPO
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralPPOConfig(NeuralReinforceConfig):
+    """Static settings of PPO for a sequence policy (REINFORCE's, plus epochs and minibatches)."""
+
+    steps: int = base.steps(150, "iterations; each samples num_rollouts fresh walks")
+    epochs: int = base.setting(4, validate.Integer(1), "passes over each batch")
+    minibatches: int = base.setting(4, validate.Integer(1), "minibatches per pass (divides num_rollouts)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_rollouts % self.minibatches or (self.num_rollouts // self.minibatches) % self.grad_chunk:
+            raise ValueError(f"minibatches must divide num_rollouts = {self.num_rollouts} into minibatches that "
+                             f"grad_chunk = {self.grad_chunk} divides, got {self.minibatches}")
+
+
+@struct.dataclass
+class NeuralPPOHParams(NeuralReinforceHParams):
+    """REINFORCE's hyperparameters plus the clip range."""
+
+    clip: jax.Array = base.hparam(0.2, validate.Number(0, low_open=True), "PPO clip range")
+
+
+def make_neural_ppo(config: NeuralPPOConfig = NeuralPPOConfig()):
+    """Build clipped PPO for a sequence policy.
+
+    Each iteration samples walks as REINFORCE does (the same horizon rule), freezes their move
+    log-probabilities, and runs ``epochs`` passes of ``minibatches`` Adam steps on the clipped
+    surrogate ``(1/m) sum_i sum_t min(rho_it A_i, clip(rho_it, 1 - eps, 1 + eps) A_i)``, with
+    ``rho_it`` the ratio of new to old probability of move t of walk i and ``A_i`` the walk's
+    leave-one-out advantage (no critic: the policy reads the walk, so no tabular value applies).
+    At ``rho = 1`` its gradient is REINFORCE's. Returns ``train(key, hparams, maze, params)``.
+    """
+    n, m = config.num_rollouts, config.num_rollouts // config.minibatches
+
+    def train(key, hparams: NeuralPPOHParams, maze: Maze, params) -> NeuralResult:
+        policy = config.sequence_policy(maze)
+        tx = optimizer(params, hparams.lr, hparams.table_lr, maze)
+
+        def surrogate(p, states, old, advantage):
+            ratio = jnp.exp(_walk_log_probabilities(policy, p, maze, states) - old)
+            a = advantage[:, None]
+            clipped = jnp.clip(ratio, 1 - hparams.clip, 1 + hparams.clip)
+            moved = states[:, 1:] >= 0
+            return -jnp.sum(jnp.where(moved, jnp.minimum(ratio * a, clipped * a), 0.0)) / m
+
+        def step(carry, t):
+            params, opt_state, estimate = carry
+            key_t = jax.random.fold_in(key, t)
+            horizon = pg.rollout_horizon(config.horizon, hparams.horizon_scale, estimate)
+            walks = sample_sequences(policy, params, maze, key_t, n, horizon, record=config.horizon + 1,
+                                     chunk=config.chunk)
+            reward = pg.rewards(walks.length, walks.success, hparams.beta)
+            advantage = pg.leave_one_out_advantages(reward)
+            groups = walks.states.reshape(n // config.grad_chunk, config.grad_chunk, -1)
+            old = lax.map(lambda s: _walk_log_probabilities(policy, params, maze, s), groups).reshape(n, -1)
+
+            def update(inner, epoch_batch):
+                params, opt_state = inner
+                order = jax.random.permutation(jax.random.fold_in(key_t, epoch_batch[0]), n)
+                rows = order.reshape(config.minibatches, m)[epoch_batch[1]]
+                data = (walks.states[rows], old[rows], advantage[rows])
+                _, grad = _grouped_gradient(surrogate, params, data, config.grad_chunk)
+                return _descend(tx, params, opt_state, grad), None
+
+            passes = jnp.stack(jnp.meshgrid(jnp.arange(config.epochs), jnp.arange(config.minibatches),
+                                            indexing="ij"), -1).reshape(-1, 2)
+            (params, opt_state), _ = lax.scan(update, (params, opt_state), passes)
             length = walks.length.astype(jnp.float32)
             mean = jnp.mean(length)
             stats = (mean, jnp.std(length, ddof=1) / np.sqrt(n), jnp.mean(walks.success.astype(jnp.float32)),
@@ -323,24 +420,6 @@ def empirical_types(maze: Maze, states: jax.Array) -> dict:
     return out
 
 
-__all__ = [
-    "DATA",
-    "NeuralReinforceConfig",
-    "NeuralReinforceHParams",
-    "NeuralResult",
-    "NeuralSFTConfig",
-    "NeuralSFTHParams",
-    "POLICIES",
-    "PolicyConfig",
-    "empirical_types",
-    "evaluate_seeds",
-    "make_neural_reinforce",
-    "make_neural_sft",
-    "optimizer",
-    "reinforce_seeds",
-    "sample_golden",
-    "sft_seeds",
-]
 
 
 # ----------------------------------------------------------------------------------------
@@ -365,22 +444,54 @@ def evaluate_seeds(config: PolicyConfig, maze: Maze, params, key, num: int, hori
     return length.mean(axis=1), stderr, np.asarray(walks.success).mean(axis=1), walks
 
 
+def _seeds(make, Config, HParams, maze, key, seeds, init_logits, settings, **data):
+    static = {f.name for f in dataclasses.fields(Config)}
+    config = Config(**{k: v for k, v in settings.items() if k in static})
+    hparams = HParams.create(**data, **{k: v for k, v in settings.items() if k not in static})
+    return _run_seeds(make, config, hparams, maze, key, seeds, init_logits), config
+
+
 def reinforce_seeds(maze: Maze, key, seeds: int, *, init_logits=None, **settings):
     """REINFORCE of ``seeds`` runs vmapped as one program (``settings``: fields of
     :class:`NeuralReinforceConfig` and :class:`NeuralReinforceHParams`; seed ``i`` uses
     ``fold_in(key, i)`` for its initial network and its walks). Returns ``(NeuralResult, config)``."""
-    static = {f.name for f in dataclasses.fields(NeuralReinforceConfig)}
-    config = NeuralReinforceConfig(**{k: v for k, v in settings.items() if k in static})
-    hparams = NeuralReinforceHParams.create(**{k: v for k, v in settings.items() if k not in static})
-    return _run_seeds(make_neural_reinforce, config, hparams, maze, key, seeds, init_logits), config
+    return _seeds(make_neural_reinforce, NeuralReinforceConfig, NeuralReinforceHParams, maze, key, seeds,
+                  init_logits, settings)
+
+
+def ppo_seeds(maze: Maze, key, seeds: int, *, init_logits=None, **settings):
+    """PPO of ``seeds`` runs vmapped (``settings``: fields of :class:`NeuralPPOConfig` and
+    :class:`NeuralPPOHParams`). Returns ``(NeuralResult, config)``."""
+    return _seeds(make_neural_ppo, NeuralPPOConfig, NeuralPPOHParams, maze, key, seeds, init_logits, settings)
 
 
 def sft_seeds(maze: Maze, key, seeds: int, *, init_logits=None, teacher=None, **settings):
     """SFT / distillation of ``seeds`` runs vmapped (``settings``: fields of :class:`NeuralSFTConfig`
     and :class:`NeuralSFTHParams`; ``teacher``: tabular logits for ``data = "teacher"``).
     Returns ``(NeuralResult, config)``."""
-    static = {f.name for f in dataclasses.fields(NeuralSFTConfig)}
-    config = NeuralSFTConfig(**{k: v for k, v in settings.items() if k in static})
-    teacher = base.initial_logits(maze, teacher)
-    hparams = NeuralSFTHParams.create(teacher=teacher, **{k: v for k, v in settings.items() if k not in static})
-    return _run_seeds(make_neural_sft, config, hparams, maze, key, seeds, init_logits), config
+    return _seeds(make_neural_sft, NeuralSFTConfig, NeuralSFTHParams, maze, key, seeds, init_logits, settings,
+                  teacher=base.initial_logits(maze, teacher))
+
+
+__all__ = [
+    "DATA",
+    "NeuralPPOConfig",
+    "NeuralPPOHParams",
+    "NeuralReinforceConfig",
+    "NeuralReinforceHParams",
+    "NeuralResult",
+    "NeuralSFTConfig",
+    "NeuralSFTHParams",
+    "POLICIES",
+    "PolicyConfig",
+    "empirical_types",
+    "evaluate_seeds",
+    "make_neural_ppo",
+    "make_neural_reinforce",
+    "make_neural_sft",
+    "optimizer",
+    "ppo_seeds",
+    "reinforce_seeds",
+    "sample_golden",
+    "sft_seeds",
+]
