@@ -87,7 +87,7 @@ def test_monte_carlo_at_init_matches_exact_base_model(maze332):
     and walks do not depend on the chunk size."""
     policy = transformer_policy(maze332)
     params = init_transformer(policy, jax.random.key(0), maze332)
-    mc = monte_carlo_sequences(policy, params, maze332, jax.random.key(2), 1024, 6000, chunk=512)
+    mc = monte_carlo_sequences(policy, params, maze332, jax.random.key(2), 512, 6000, chunk=512)
     H = float(exact.hitting_time(maze332, mazejax.pretrained_logits(maze332)))
     assert H == pytest.approx(275.0) and mc.success_rate == 1.0
     assert abs(mc.mean - H) < 4 * mc.stderr, (mc.mean, mc.stderr)
@@ -126,6 +126,7 @@ def test_reinforce_vmaps_over_seeds_once_and_learns(maze332):
     assert np.all(np.isfinite(np.asarray(out.mean_length)))
 
 
+@pytest.mark.slow
 def test_ppo_tabular_and_transformer(maze332):
     """PPO runs for either policy through the same interface; frozen table rows stay."""
     for policy in ("tabular", "transformer"):
