@@ -158,7 +158,7 @@ class TransformerPolicy(nn.Module):
     def _bias(self, layer, distance):
         """Attention bias [..., H, N] for token distances ``distance`` [..., N] in [0, context)."""
         if self.positions != "relative":
-            return jnp.zeros(distance.shape[:-1] + (self.heads, distance.shape[-1]))
+            return jnp.zeros(distance.shape[:-1] + (self.heads, distance.shape[-1]), jnp.float32)
         return jnp.moveaxis(self.distance_bias[layer][:, distance], 0, -2)
 
     def _readout(self, h, states, successors, valid):
@@ -167,7 +167,7 @@ class TransformerPolicy(nn.Module):
         network = jnp.einsum("...w,...dw->...d", self.norm(h), self.successor_embedding[successors])
         return _masked(valid, direct + network)
 
-    def hidden_sequence(self, states, successors, valid):
+    def teacher_forced(self, states, successors, valid):
         """Teacher forcing: logits [M, D] after every prefix of ``states`` [M] (``-1`` at the end).
 
         Blocked sliding-window attention: the sequence is cut in blocks of ``context`` tokens and
@@ -231,7 +231,7 @@ class TransformerPolicy(nn.Module):
     @nn.nowrap
     def sequence_logits(self, params, maze: Maze, states):
         successors, valid = _rows(maze, states)
-        return self.apply(params, states, successors, valid, method=TransformerPolicy.hidden_sequence)
+        return self.apply(params, states, successors, valid, method=TransformerPolicy.teacher_forced)
 
 
 def transformer_policy(maze: Maze, *, layers: int = 1, heads: int = 2, width: int = 32, context: int = 32,
@@ -255,7 +255,7 @@ def init_transformer(policy: TransformerPolicy, key: jax.Array, maze: Maze, logi
     logits = initial_logits(maze, logits).astype(jnp.float32)
     states = jnp.zeros(2, jnp.int32)
     successors, valid = _rows(maze, states)
-    params = policy.init(key, states, successors, valid, method=TransformerPolicy.hidden_sequence)
+    params = policy.init(key, states, successors, valid, method=TransformerPolicy.teacher_forced)
     return {"params": {**params["params"], "direct": logits}}
 
 
