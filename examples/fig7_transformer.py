@@ -14,7 +14,7 @@ target-blind policy with memory, a DFS that never re-enters an explored branch, 
 ``fig7_rlvr.png``.
 
     python examples/fig7_transformer.py --out out/fig7                 # (3,3,2), CPU, a few minutes
-    python examples/fig7_transformer.py --full --only rlvr --steps 2   # (6,6,5): time per step only
+    python examples/fig7_transformer.py --full --only rlvr --seeds 1 --steps 3 --eval 64   # (6,6,5): cost per step
 """
 
 from __future__ import annotations
