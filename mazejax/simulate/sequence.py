@@ -75,7 +75,8 @@ def sample_sequences(policy, params, maze: Maze, key, num: int, horizon, *, targ
         raise ValueError(f"num must be a multiple of chunk = {chunk}, got {num}")
     if not isinstance(maze, Maze):
         raise ValueError(f"maze must be a mazejax.Maze, got {type(maze).__name__}")
-    common.check_common(maze, jnp.zeros((maze.capacity.states, maze.capacity.out_degree)), key, horizon)
+    # the stepper's checks of the key and the horizon (zero logits of the right shape pass its logits check)
+    common.check_common(maze, np.zeros((maze.capacity.states, maze.capacity.out_degree)), key, horizon)
     target = common.target_argument(maze, target, num)
     key = rng.key_words(key)
     drawn = rng.targets(maze, key, target)
