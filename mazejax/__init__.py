@@ -56,3 +56,10 @@ __all__ = [
     "typed_logits",
     "validate",
 ]
+
+# Neural policies (docs/model.md §4.6): policies over the walk so far, their sampler and trainers.
+from mazejax.simulate.sequence import monte_carlo_sequences, sample_sequences  # noqa: E402
+from mazejax.transformer import TabularPolicy, TransformerPolicy, init_transformer, transformer_policy  # noqa: E402
+
+__all__ += ["TabularPolicy", "TransformerPolicy", "init_transformer", "monte_carlo_sequences", "sample_sequences",
+            "transformer_policy"]

@@ -39,7 +39,15 @@ def log_probabilities(maze: Maze, logits: jax.Array) -> jax.Array:
 
     Gradients are finite everywhere (also where a probability is 0); padded rows are all 0.
     """
-    valid = jnp.asarray(maze.valid)
+    return masked_log_softmax(jnp.asarray(maze.valid), logits)
+
+
+def masked_log_softmax(valid: jax.Array, logits: jax.Array) -> jax.Array:
+    """``log softmax`` over the last axis restricted to ``valid`` (bool, same shape), 0 elsewhere.
+
+    Any leading shape (a policy's rows [S, D], or the rows of a history-dependent policy along a
+    walk [T, D]); gradients are finite everywhere, all-invalid rows are all 0.
+    """
     top = jnp.max(jnp.where(valid, logits, -jnp.inf), axis=-1, keepdims=True)
     top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
     shifted = jnp.where(valid, logits - top, -jnp.inf)
@@ -187,6 +195,7 @@ __all__ = [
     "continues",
     "fork_rows",
     "log_probabilities",
+    "masked_log_softmax",
     "pretrained_logits",
     "probabilities",
     "trainable_moves",

@@ -552,57 +552,6 @@ def _ranges(values) -> str:
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
 
 
-EXPERIMENTS: dict[str, Callable[[bool, Path], Section]] = {
-    "reference": reference_values,
-    "sft_limit": sft_limit_table,
-    "sft_training": sft_training,
-    "rlvr_exact": rlvr_trajectory,
-    "ablation": ablation,
-    "search": search_scaffold,
-    "distillation": distillation,
-    "sampled_rlvr": sampled_rlvr,
-    "heterogeneous": heterogeneous,
-    "scaling": scaling_sweep,
-    "fork": trainable_fork,
-    "truncated": truncated_horizon,
-    "dip": early_dip,
-}
-
-
-#: "Beyond the paper" sections (issue 12) that run only when named in ``only`` (each takes a minute or
-#: more on a CPU), so the default reproduction keeps its time budget.
-OPT_IN = ("fork", "truncated", "dip", "search_traces", "trees")
-
-
-def reproduce(out, full: bool = False, only: list[str] | None = None, stream=sys.stdout) -> Path:
-    """Run the experiments (all but :data:`OPT_IN`, or those named in ``only``) and write ``out/report.md``."""
-    names = [n for n in EXPERIMENTS if n not in OPT_IN] if not only else only
-    for name in names:
-        if name not in EXPERIMENTS:
-            raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    sections, start = [], time.perf_counter()
-    header = (f"# mazejax reproduction report ({'paper sizes' if full else 'CPU-sized default'})\n\n"
-              f"Devices: {', '.join(str(d) for d in jax.devices())}; jax {jax.__version__}.\n")
-    for name in names:
-        t = time.perf_counter()
-        section = EXPERIMENTS[name](full, out)
-        section.seconds = time.perf_counter() - t
-        sections.append(section)
-        agree = sum(1 for r in section.rows if r[3])
-        checked = sum(1 for r in section.rows if r[3] is not None)
-        stream.write(f"[{name}] {section.title}: {agree}/{checked} checks agree ({section.seconds:.1f} s)\n")
-        stream.flush()
-        (out / "report.md").write_text(header + "\n" + "\n".join(s.markdown(out) for s in sections))
-    summary = {s.title: [list(map(str, r)) for r in s.rows] for s in sections}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    stream.write(f"wrote {out / 'report.md'} in {time.perf_counter() - start:.0f} s\n")
-    return out / "report.md"
-
-
-
-
 # ----------------------------------------------------------------------------------------
 # Beyond the paper (issue 12, items 2 and 4): SFT on search traces; trees
 
@@ -770,7 +719,100 @@ def trees_section(full: bool, out: Path) -> Section:
                    figures=_draw("trees", table, out / "beyond_trees.png"))
 
 
-EXPERIMENTS.update({"search_traces": search_traces, "trees": trees_section})
+def transformer(full: bool, out: Path) -> Section:
+    """Fig. 7: a one-layer transformer over the walk (REINFORCE, SFT on golden paths and on DFS traces)."""
+    from mazejax.train.neural import empirical_types, evaluate_seeds, reinforce_seeds, sft_seeds
+
+    W, K, L = (6, 6, 5) if full else (3, 3, 2)
+    maze = Maze(W, K, L)
+    seeds, steps, num = (8, 1500, 2048) if full else (4, 200, 1024)
+    options = {"horizon": 4096, "context": 128} if full else {}
+    eval_horizon = 20000 if full else 2000
+    backtracker, dfs = 4 * W * K + 2 * W - 2 * K - 1, W * (2 * K + 1)
+    result, config = reinforce_seeds(maze, jax.random.key(0), seeds, steps=steps, **options)
+    H, se, _, _ = evaluate_seeds(config, maze, result.params, jax.random.key(1), num, eval_horizon)
+    curve, curve_se = np.asarray(result.mean_length), np.asarray(result.stderr)
+    write_csv(out / "fig7_transformer_rlvr.csv", [{"seed": i, "step": t, "mean_length": float(curve[i, t]),
+                                                   "stderr": float(curve_se[i, t])}
+                                                  for i in range(seeds) for t in range(steps)])
+    per_seed = ", ".join(f"{h:.1f} +- {1.96 * s:.1f}" for h, s in zip(H, se))
+    rows = [(f"REINFORCE, {seeds} seeds x {steps} steps: seeds with Monte Carlo H <= 1.05 x {backtracker}",
+             "paper: converges to about 4WK, slightly better than the bigram", f"{int(np.sum(H <= 1.05 * backtracker))}/"
+             f"{seeds} (H per seed, 95%: {per_seed})", bool(np.mean(H <= 1.05 * backtracker) >= 0.75)),
+            ("best seed's H against the DFS bound W(2K+1)", f"bound {dfs} (tabular backtracker {backtracker})",
+             f"{H.min():.2f} +- {1.96 * se[np.argmin(H)]:.2f}", None)]
+    for data, name in (("golden", "golden paths"), ("dfs", "DFS search traces")):
+        trained, sft_config = sft_seeds(maze, jax.random.key(2), 1, data=data, steps=300, lr=1e-2)
+        H_sft, se_sft, hit, walks = evaluate_seeds(sft_config, maze, trained.params, jax.random.key(3), num,
+                                                   eval_horizon, record=512)
+        types = empirical_types(maze, walks.states[0])
+        rows.append((f"SFT on {name} (300 steps): H, hit rate; empirical b, d",
+                     f"table: b, d stay {L / (L + 1):.3f}, {1 / (L + 1):.3f}" if data == "golden" else
+                     f"bounds {dfs} (DFS) and {backtracker} (backtracker)",
+                     f"H {H_sft[0]:.1f} +- {1.96 * se_sft[0]:.1f}, hit {hit[0]:.3f}; b {float(types['b']):.3f}, "
+                     f"d {float(types['d']):.3f}", None))
+    bounds = {"backtracker (tabular)": backtracker, "history-aware DFS bound W(2K+1)": dfs}
+    curves = {i: {"mean": curve[i], "stderr": curve_se[i]} for i in range(seeds)}
+    return Section(f"Fig. 7: a one-layer transformer over the walk, (W,K,L) = ({W},{K},{L})",
+                   "a transformer initialised to the bigram base model and trained by policy gradient converges to "
+                   "about 4WK, slightly better than the bigram", rows,
+                   notes="H: Monte Carlo over fresh walks per seed (walks cut at the evaluation horizon count it). "
+                   "Curves: each step's batch mean length (`fig7_transformer_rlvr.csv`).",
+                   figures=_draw("per_seed_curves", np.arange(steps), curves, bounds, out / "fig7_transformer_rlvr.png",
+                                 f"Transformer REINFORCE from the bigram base, (W,K,L)=({W},{K},{L})",
+                                 ylabel="batch mean walk length (Monte Carlo H)"))
+
+
+EXPERIMENTS: dict[str, Callable[[bool, Path], Section]] = {
+    "reference": reference_values,
+    "sft_limit": sft_limit_table,
+    "sft_training": sft_training,
+    "rlvr_exact": rlvr_trajectory,
+    "ablation": ablation,
+    "search": search_scaffold,
+    "distillation": distillation,
+    "sampled_rlvr": sampled_rlvr,
+    "heterogeneous": heterogeneous,
+    "scaling": scaling_sweep,
+    "fork": trainable_fork,
+    "truncated": truncated_horizon,
+    "dip": early_dip,
+    "search_traces": search_traces,
+    "trees": trees_section,
+    "transformer": transformer,
+}
+
+
+#: Sections that run only when named in ``only`` (each takes a minute or more on a CPU): "Beyond the
+#: paper" (issue 12) and the transformer policy (issue 11), so the default run keeps its time budget.
+OPT_IN = ("fork", "truncated", "dip", "search_traces", "trees", "transformer")
+
+
+def reproduce(out, full: bool = False, only: list[str] | None = None, stream=sys.stdout) -> Path:
+    """Run the experiments (all but :data:`OPT_IN`, or those named in ``only``) and write ``out/report.md``."""
+    names = [n for n in EXPERIMENTS if n not in OPT_IN] if not only else only
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sections, start = [], time.perf_counter()
+    header = (f"# mazejax reproduction report ({'paper sizes' if full else 'CPU-sized default'})\n\n"
+              f"Devices: {', '.join(str(d) for d in jax.devices())}; jax {jax.__version__}.\n")
+    for name in names:
+        t = time.perf_counter()
+        section = EXPERIMENTS[name](full, out)
+        section.seconds = time.perf_counter() - t
+        sections.append(section)
+        agree = sum(1 for r in section.rows if r[3])
+        checked = sum(1 for r in section.rows if r[3] is not None)
+        stream.write(f"[{name}] {section.title}: {agree}/{checked} checks agree ({section.seconds:.1f} s)\n")
+        stream.flush()
+        (out / "report.md").write_text(header + "\n" + "\n".join(s.markdown(out) for s in sections))
+    summary = {s.title: [list(map(str, r)) for r in s.rows] for s in sections}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    stream.write(f"wrote {out / 'report.md'} in {time.perf_counter() - start:.0f} s\n")
+    return out / "report.md"
 
 
 __all__ = ["EXPERIMENTS", "OPT_IN", "Section", "reproduce"]

@@ -134,3 +134,18 @@ __all__ = [
     "sft_limit",
     "teacher_transitions",
 ]
+
+from mazejax.train.neural import (  # noqa: E402  (neural policies: mazejax.transformer)
+    NeuralReinforceConfig,
+    NeuralReinforceHParams,
+    NeuralResult,
+    NeuralSFTConfig,
+    NeuralSFTHParams,
+    make_neural_reinforce,
+    make_neural_sft,
+    reinforce_seeds,
+    sft_seeds,
+)
+
+__all__ += ["NeuralReinforceConfig", "NeuralReinforceHParams", "NeuralResult", "NeuralSFTConfig", "NeuralSFTHParams",
+            "make_neural_reinforce", "make_neural_sft", "reinforce_seeds", "sft_seeds"]
