@@ -25,13 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import mazejax
-from mazejax.train import common
-from mazejax.train.ppo import ppo
-from mazejax.train.reinforce import reinforce
+from mazejax.train.ppo import PPOConfig, ppo
+from mazejax.train.reinforce import ReinforceConfig, reinforce
 
 jax.config.update("jax_enable_x64", True)  # exact analysis is float64 (README, "Precision")
 
 METHODS = {"reinforce": reinforce, "ppo": ppo}
+CONFIGS = {"reinforce": ReinforceConfig(), "ppo": PPOConfig()}  # the defaults each method runs with
 
 
 def run(method, maze, seeds: int, steps: int | None):

@@ -214,7 +214,6 @@ def sample_dfs(key: jax.Array, maze: Maze, num: int, record: int | None = None):
     def trace(index):
         target_key, order_key, walk_key = jax.random.split(jax.random.fold_in(key, index), 3)
         target = jax.random.categorical(target_key, jnp.where(real_targets, 0.0, -jnp.inf))
-        target_branch = jnp.asarray(maze.target_branch)[target]
         noise = jnp.where(entry >= 0, jax.random.uniform(order_key, entry.shape), jnp.inf)
         order = jnp.argsort(noise).astype(jnp.int32)  # real branches first, uniformly ordered
         hit = jnp.asarray(maze.target_hit)[target]

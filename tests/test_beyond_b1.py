@@ -198,7 +198,7 @@ def test_figures_and_sections_registered(tmp_path):
     from mazejax import figures, reproduce
 
     assert {"fork", "truncated", "dip"} <= set(reproduce.EXPERIMENTS)
-    assert set(reproduce.OPT_IN) == {"fork", "truncated", "dip"}  # the default run skips them
+    assert {"fork", "truncated", "dip"} <= set(reproduce.OPT_IN)  # the default run skips them
     maze = mazejax.Maze(3, 2, 1)
     M = fork.fork_matrix(maze, mazejax.pretrained_logits(maze))
     np.testing.assert_allclose(M, 1 / 3)

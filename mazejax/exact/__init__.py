@@ -33,7 +33,6 @@ from mazejax import validate
 from mazejax.exact import chain, dense, symmetric, tree, truncated
 from mazejax.maze import Maze
 from mazejax.ordered import ordered_sum
-from mazejax.policy import probabilities
 
 F64 = jnp.float64
 

@@ -28,7 +28,8 @@ from mazejax import exact, reference, simulate, validate
 from mazejax.maze import Capacity, Maze
 from mazejax.ordered import ordered_sum
 from mazejax.policy import backtracker_logits, sft_limit_logits
-from mazejax.train import DISTILL, PPO, REINFORCE, RLVR_EXACT, RLVR_SYMMETRIC, RLVR_TRUNCATED, SFT, SFT_EXACT, Trainer
+from mazejax.train import (DISTILL, PPO, REINFORCE, RLVR_EXACT, RLVR_SYMMETRIC, RLVR_TRUNCATED, SFT, SFT_EXACT,
+                           SFT_SEARCH, SFT_SEARCH_EXACT, Trainer)
 from mazejax.train.base import exact_types, record_steps
 from mazejax.train.rlvr import symmetric_trajectory
 
@@ -265,19 +266,12 @@ METHODS: dict[str, Method] = {
                doc="search scaffold (Cor. 1) on the SFT-limit policy; cost = proposals"),
         Method("search_rlvr", dict(_SEARCH), _build_search(backtracker_logits), _MEMORY["search"], sampled=True,
                doc="search scaffold (Cor. 1) on the RLVR limit (backtracker); cost = proposals"),
+        Method("sft_search_exact", _from_trainer(SFT_SEARCH_EXACT), _build_trainer(SFT_SEARCH_EXACT, False),
+               _MEMORY["trainer"], doc=SFT_SEARCH_EXACT.doc + "; paper mazes"),
+        Method("sft_search", _from_trainer(SFT_SEARCH), _build_trainer(SFT_SEARCH, False), _MEMORY["trainer"],
+               doc=SFT_SEARCH.doc + "; paper mazes"),
     ]
 }
-
-
-# Beyond the paper (issue 12, item 2): SFT on a fraction ``search_fraction`` of search traces
-from mazejax.train.search_sft import SFT_SEARCH, SFT_SEARCH_EXACT  # noqa: E402
-
-METHODS.update({
-    "sft_search_exact": Method("sft_search_exact", _from_trainer(SFT_SEARCH_EXACT), _build_trainer(SFT_SEARCH_EXACT, False),
-                               _MEMORY["trainer"], doc=SFT_SEARCH_EXACT.doc + "; paper mazes"),
-    "sft_search": Method("sft_search", _from_trainer(SFT_SEARCH), _build_trainer(SFT_SEARCH, False), _MEMORY["trainer"],
-                         doc=SFT_SEARCH.doc + "; paper mazes"),
-})
 
 
 def get(name: str) -> Method:

@@ -215,17 +215,22 @@ def make_neural_reinforce(config: NeuralReinforceConfig = NeuralReinforceConfig(
             advantage = pg.leave_one_out_advantages(reward)
             _, grad = _teacher_forced_gradient(policy, params, maze, walks.states, -advantage / n, config.grad_chunk)
             params, opt_state = _descend(tx, params, opt_state, grad)
-            length = walks.length.astype(jnp.float32)
-            mean = jnp.mean(length)
-            stats = (mean, jnp.std(length, ddof=1) / np.sqrt(n), jnp.mean(walks.success.astype(jnp.float32)),
-                     -jnp.mean(reward), horizon)
-            return (params, opt_state, mean.astype(base.F64)), stats
+            stats = _batch_stats(walks, reward, horizon)
+            return (params, opt_state, stats[0].astype(base.F64)), stats
 
         start = (params, tx.init(params), jnp.asarray(jnp.inf, base.F64))
         (params, _, _), stats = lax.scan(step, start, jnp.arange(config.steps))
         return NeuralResult(params, *stats)
 
     return train
+
+
+def _batch_stats(walks, reward, horizon) -> tuple:
+    """A training step's record: mean walk length (the next step's estimate of H), its standard
+    error, success rate, loss and the horizon used."""
+    length = walks.length.astype(jnp.float32)
+    return (jnp.mean(length), jnp.std(length, ddof=1) / np.sqrt(length.shape[0]),
+            jnp.mean(walks.success.astype(jnp.float32)), -jnp.mean(reward), horizon)
 
 
 # ----------------------------------------------------------------------------------------
@@ -299,11 +304,8 @@ def make_neural_ppo(config: NeuralPPOConfig = NeuralPPOConfig()):
             passes = jnp.stack(jnp.meshgrid(jnp.arange(config.epochs), jnp.arange(config.minibatches),
                                             indexing="ij"), -1).reshape(-1, 2)
             (params, opt_state), _ = lax.scan(update, (params, opt_state), passes)
-            length = walks.length.astype(jnp.float32)
-            mean = jnp.mean(length)
-            stats = (mean, jnp.std(length, ddof=1) / np.sqrt(n), jnp.mean(walks.success.astype(jnp.float32)),
-                     -jnp.mean(reward), horizon)
-            return (params, opt_state, mean.astype(base.F64)), stats
+            stats = _batch_stats(walks, reward, horizon)
+            return (params, opt_state, stats[0].astype(base.F64)), stats
 
         start = (params, tx.init(params), jnp.asarray(jnp.inf, base.F64))
         (params, _, _), stats = lax.scan(step, start, jnp.arange(config.steps))

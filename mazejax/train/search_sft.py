@@ -32,14 +32,13 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax import lax
 
 from mazejax import simulate, traces, validate
 from mazejax.maze import Maze
 from mazejax.ordered import ordered_total
 from mazejax.policy import backtracker_logits
 from mazejax.train import base
-from mazejax.train.sft import fit_transitions, golden_policy
+from mazejax.train.sft import fit_transitions, sample_golden_paths
 
 SEARCH_KIND = validate.Choice(*traces.SEARCH_KINDS)
 
@@ -77,28 +76,14 @@ class SFTSearchHParams(base.HParams):
 
 
 def sample_golden_counts(key: jax.Array, maze: Maze, num: int, weights: jax.Array) -> jax.Array:
-    """Move counts float32 [S, D] of ``num`` sampled golden paths, path ``i`` counted ``weights[i]`` times.
+    """Move counts float32 [S, D] of ``num`` sampled golden paths
+    (:func:`mazejax.train.sft.sample_golden_paths`), path ``i`` counted ``weights[i]`` times."""
+    S, D = maze.successors.shape
 
-    Path ``i`` uses ``jax.random.fold_in(key, i)`` exactly as :func:`mazejax.train.sft.sample_golden_transitions`."""
-    policy = golden_policy(maze, jnp.float32)
-    succ = jnp.asarray(maze.successors)
-    target_logits = jnp.where(jnp.asarray(maze.target_mask), 0.0, -jnp.inf).astype(jnp.float32)
-    S, D = succ.shape
+    def count(flat, taken, weight):
+        return jnp.zeros(S * D, jnp.float32).at[flat].add(jnp.where(taken, weight, 0.0))
 
-    def path(index, weight):
-        target_key, walk_key = jax.random.split(jax.random.fold_in(key, index))
-        target = jax.random.categorical(target_key, target_logits)
-
-        def move(state, move_key):
-            row = policy[target, state]
-            active = jnp.sum(row) > 0
-            slot = jax.random.categorical(move_key, jnp.log(row))
-            return jnp.where(active, succ[state, slot], state), (state * D + slot, active)
-
-        _, (flat, active) = lax.scan(move, jnp.int32(0), jax.random.split(walk_key, maze.capacity.paths))
-        return jnp.zeros(S * D, jnp.float32).at[flat].add(jnp.where(active, weight, 0.0))
-
-    return jnp.sum(jax.vmap(path)(jnp.arange(num), weights), axis=0).reshape(S, D)
+    return jnp.sum(jax.vmap(count)(*sample_golden_paths(key, maze, num), weights), axis=0).reshape(S, D)
 
 
 def sample_mixture_transitions(key: jax.Array, maze: Maze, num: int, fraction, kind: str = "dfs",

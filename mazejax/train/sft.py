@@ -24,7 +24,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 from jax import lax
 
@@ -106,17 +105,16 @@ def golden_transitions(maze: Maze, dtype=jnp.float32) -> jax.Array:
     return ordered_sum(jnp.where(target_mask[:, None, None], per_target, 0.0), axis=0) / jnp.sum(target_mask)
 
 
-def sample_golden_transitions(key: jax.Array, maze: Maze, batch_size: int, dtype=jnp.float32) -> jax.Array:
-    """Transition frequencies ``w`` of a minibatch of ``batch_size`` sampled golden paths, [S, D].
+def sample_golden_paths(key: jax.Array, maze: Maze, num: int) -> tuple[jax.Array, jax.Array]:
+    """The moves of ``num`` sampled golden paths: ``(flat, taken)``, each [num, paths], the move
+    ``state * out_degree + slot`` at each position and whether the path made it (paths end at their target).
 
-    Path ``i`` uses ``jax.random.fold_in(key, i)`` (its target, then one key per move), so a
-    path does not depend on the batch size. Each path's moves get weight ``1 / (length *
-    batch_size)``; the expectation over ``key`` is :func:`golden_transitions`.
-    """
+    Path ``i`` uses ``jax.random.fold_in(key, i)`` (its target, then one key per move), so a path does
+    not depend on ``num``."""
     policy = golden_policy(maze, jnp.float32)
     succ = jnp.asarray(maze.successors)
     target_logits = jnp.where(jnp.asarray(maze.target_mask), 0.0, -jnp.inf).astype(jnp.float32)
-    S, D = succ.shape
+    D = succ.shape[1]
 
     def path(index):
         target_key, walk_key = jax.random.split(jax.random.fold_in(key, index))
@@ -124,15 +122,28 @@ def sample_golden_transitions(key: jax.Array, maze: Maze, batch_size: int, dtype
 
         def move(state, move_key):
             row = policy[target, state]
-            active = jnp.sum(row) > 0
+            taken = jnp.sum(row) > 0
             slot = jax.random.categorical(move_key, jnp.log(row))
-            return jnp.where(active, succ[state, slot], state), (state * D + slot, active)
+            return jnp.where(taken, succ[state, slot], state), (state * D + slot, taken)
 
-        _, (flat, active) = lax.scan(move, jnp.int32(0), jax.random.split(walk_key, maze.capacity.paths))
-        weight = active / jnp.maximum(jnp.sum(active), 1)
+        _, moves = lax.scan(move, jnp.int32(0), jax.random.split(walk_key, maze.capacity.paths))
+        return moves
+
+    return jax.vmap(path)(jnp.arange(num))
+
+
+def sample_golden_transitions(key: jax.Array, maze: Maze, batch_size: int, dtype=jnp.float32) -> jax.Array:
+    """Transition frequencies ``w`` of a minibatch of ``batch_size`` sampled golden paths, [S, D]
+    (:func:`sample_golden_paths`). Each path's moves get weight ``1 / (length * batch_size)``; the
+    expectation over ``key`` is :func:`golden_transitions`.
+    """
+    S, D = maze.successors.shape
+
+    def count(flat, taken):
+        weight = taken / jnp.maximum(jnp.sum(taken), 1)
         return jnp.zeros(S * D, dtype).at[flat].add(weight.astype(dtype))
 
-    paths = jax.vmap(path)(jnp.arange(batch_size))
+    paths = jax.vmap(count)(*sample_golden_paths(key, maze, batch_size))
     return (ordered_sum(paths, axis=0) / batch_size).reshape(S, D)
 
 
