@@ -887,7 +887,6 @@ BOUND_STYLES = (DASHED, (0, (1.5, 2)), (0, (6, 2, 1.5, 2)), (0, (10, 3)))
 
 
 def _per_seed_curves(steps, curves_by_seed, bounds=None, title=None, log=True, ylabel=None) -> Figure:
-    steps = _as_array(steps)
     first = next(iter(curves_by_seed.values())) if curves_by_seed else None
     nested = isinstance(first, Mapping) and not ({"mean"} <= set(first))
     groups = curves_by_seed if nested else {"": curves_by_seed}
@@ -898,9 +897,10 @@ def _per_seed_curves(steps, curves_by_seed, bounds=None, title=None, log=True, y
     any_band = False
     for group, seeds in groups.items():
         colour = colors_[group or "reinforce"]
+        x_group = _as_array(steps[group] if isinstance(steps, Mapping) else steps)
         for seed, entry in seeds.items():
             mean, stderr = _curves(entry)
-            x = steps[: mean.size]
+            x = x_group[: mean.size]
             ax.plot(x, mean, color=colour, linewidth=1.0, alpha=0.9, zorder=3)
             if stderr is not None:
                 low = mean - 1.96 * stderr
@@ -938,7 +938,8 @@ def per_seed_curves(steps, curves_by_seed, bounds, path, title=None, *, log=True
     palette name takes its colour, others are black; each bound has its own dash pattern).
 
     ``curves_by_seed``: ``{seed: values}`` or ``{method: {seed: values}}`` (colour by method), where
-    values is an array of means, a ``(mean, stderr)`` pair or ``{"mean": ..., "stderr": ...}``."""
+    values is an array of means, a ``(mean, stderr)`` pair or ``{"mean": ..., "stderr": ...}``;
+    ``steps``: the x values, or ``{method: x values}`` when the methods record at different steps."""
     return _save(_per_seed_curves(steps, curves_by_seed, bounds, title, log, ylabel), path)
 
 

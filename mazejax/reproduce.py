@@ -229,12 +229,12 @@ def sampled_rlvr(full: bool, out: Path) -> Section:
     seeds = 32 if full else 8
     keys = jax.random.split(jax.random.key(0), seeds)
     target = 1.15 * 35
-    rows, table, curves = [], [], {}
+    rows, table, curves, record_steps = [], [], {}, {}
     maze = Maze(3, 3, 2)
     for name, method in (("reinforce", reinforce), ("ppo", ppo)):
         result = jax.vmap(lambda k: method(maze, k))(keys)
         steps, curve = np.asarray(result.step[0]), np.asarray(result.hitting_time)
-        curves[name] = dict(enumerate(curve))
+        curves[name], record_steps[name] = dict(enumerate(curve)), steps
         H = curve[:, -1]
         table += [{"method": name, "seed": i, "step": int(t), "hitting_time": float(h)}
                   for i in range(seeds) for t, h in zip(steps, curve[i])]
@@ -245,7 +245,7 @@ def sampled_rlvr(full: bool, out: Path) -> Section:
                    "outcome reward with a length penalty, from sampled rollouts, also learns to backtrack "
                    "(horizon twice the current H, as the paper's PPO)", rows,
                    notes="Curves: the exact H of each seed's policy during training (`sampled_rlvr.csv`).",
-                   figures=_draw("per_seed_curves", steps, curves, {"backtracker (tabular) = 35": 35.0},
+                   figures=_draw("per_seed_curves", record_steps, curves, {"backtracker (tabular) = 35": 35.0},
                                  out / "sampled_rlvr.png", f"REINFORCE and PPO on W=K=3, L=2, {seeds} seeds each "
                                  "(exact H of the policy)", ylabel="exact H of the policy"))
 

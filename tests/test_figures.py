@@ -148,6 +148,11 @@ def test_per_seed_curves_and_heatmap(tmp_path):
     fig = figures._per_seed_curves(steps, nested, bounds)
     assert any(e.startswith("backtracker (tabular) = 35") for e in figures.legend_entries(fig))
     _png(figures.per_seed_curves(steps, nested, None, tmp_path / "seeds_nested.png"))
+    # methods recording at different steps (REINFORCE 400 steps, PPO 200 iterations, every 10): x per method
+    grids = {"reinforce": np.arange(0, 410, 10), "ppo": np.arange(0, 210, 10)}
+    curves = {m: {0: 275.0 * np.exp(-x / 100) + 35} for m, x in grids.items()}
+    lines = figures._per_seed_curves(grids, curves, bounds).axes[0].get_lines()
+    assert sorted(len(line.get_xdata()) for line in lines if len(line.get_xdata()) > 2) == [21, 41]
 
     z = np.array([[40.0, 80.0, np.nan], [35.0, 120.0, 900.0]])
     _png(figures.heatmap([0.01, 0.1, 1.0], [1e-4, 3e-4], z, tmp_path / "heat.png", "lr", "beta", "final H"))
