@@ -215,22 +215,27 @@ def make_neural_reinforce(config: NeuralReinforceConfig = NeuralReinforceConfig(
             advantage = pg.leave_one_out_advantages(reward)
             _, grad = _teacher_forced_gradient(policy, params, maze, walks.states, -advantage / n, config.grad_chunk)
             params, opt_state = _descend(tx, params, opt_state, grad)
-            stats = _batch_stats(walks, reward, horizon)
-            return (params, opt_state, stats[0].astype(base.F64)), stats
+            return _recorded(params, opt_state, walks, reward, horizon)
 
-        start = (params, tx.init(params), jnp.asarray(jnp.inf, base.F64))
-        (params, _, _), stats = lax.scan(step, start, jnp.arange(config.steps))
-        return NeuralResult(params, *stats)
+        return _train_steps(step, params, tx, config.steps)
 
     return train
 
 
-def _batch_stats(walks, reward, horizon) -> tuple:
-    """A training step's record: mean walk length (the next step's estimate of H), its standard
-    error, success rate, loss and the horizon used."""
+def _recorded(params, opt_state, walks, reward, horizon):
+    """A policy-gradient step's carry and record: mean walk length (the next step's estimate of H),
+    its standard error, success rate, loss and the horizon used."""
     length = walks.length.astype(jnp.float32)
-    return (jnp.mean(length), jnp.std(length, ddof=1) / np.sqrt(length.shape[0]),
-            jnp.mean(walks.success.astype(jnp.float32)), -jnp.mean(reward), horizon)
+    stats = (jnp.mean(length), jnp.std(length, ddof=1) / np.sqrt(length.shape[0]),
+             jnp.mean(walks.success.astype(jnp.float32)), -jnp.mean(reward), horizon)
+    return (params, opt_state, stats[0].astype(base.F64)), stats
+
+
+def _train_steps(step, params, tx, steps: int) -> NeuralResult:
+    """``steps`` policy-gradient steps from ``params``, no estimate of H yet (the first horizon is the cap)."""
+    start = (params, tx.init(params), jnp.asarray(jnp.inf, base.F64))
+    (params, _, _), stats = lax.scan(step, start, jnp.arange(steps))
+    return NeuralResult(params, *stats)
 
 
 # ----------------------------------------------------------------------------------------
@@ -304,12 +309,9 @@ def make_neural_ppo(config: NeuralPPOConfig = NeuralPPOConfig()):
             passes = jnp.stack(jnp.meshgrid(jnp.arange(config.epochs), jnp.arange(config.minibatches),
                                             indexing="ij"), -1).reshape(-1, 2)
             (params, opt_state), _ = lax.scan(update, (params, opt_state), passes)
-            stats = _batch_stats(walks, reward, horizon)
-            return (params, opt_state, stats[0].astype(base.F64)), stats
+            return _recorded(params, opt_state, walks, reward, horizon)
 
-        start = (params, tx.init(params), jnp.asarray(jnp.inf, base.F64))
-        (params, _, _), stats = lax.scan(step, start, jnp.arange(config.steps))
-        return NeuralResult(params, *stats)
+        return _train_steps(step, params, tx, config.steps)
 
     return train
 
