@@ -72,6 +72,9 @@ PALETTE: dict[str, str] = {
     "search_sft": "#e377c2",      # pink
     "search_rlvr": "#8c564b",     # brown
     "rlvr_truncated": "#6baed6",  # light blue: exact RLVR with a truncated horizon
+    "neural_reinforce": "#00a087",  # teal: sequence policies (the transformer's family)
+    "neural_ppo": "#3c5488",        # slate
+    "neural_sft": "#dc0000",        # scarlet
 }
 
 #: What each method is, for legends.
@@ -90,10 +93,14 @@ DESCRIPTION: dict[str, str] = {
     "search_sft": "search_sft (scaffold on SFT limit)",
     "search_rlvr": "search_rlvr (scaffold on backtracker)",
     "rlvr_truncated": "rlvr_truncated (exact RLVR, horizon T)",
+    "neural_reinforce": "neural_reinforce (REINFORCE, sequence policy)",
+    "neural_ppo": "neural_ppo (PPO, sequence policy)",
+    "neural_sft": "neural_sft (SFT by teacher forcing, sequence policy)",
 }
 
 SFT_METHODS = ("sft_exact", "sft")
-RLVR_METHODS = ("rlvr_exact", "rlvr_symmetric", "reinforce", "ppo", "distill", "transformer")
+RLVR_METHODS = ("rlvr_exact", "rlvr_symmetric", "reinforce", "ppo", "distill", "transformer", "neural_reinforce",
+                "neural_ppo")
 SEARCH_METHODS = ("search_sft", "search_rlvr")
 
 #: Other spellings of the palette's names (table columns, report labels).

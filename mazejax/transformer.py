@@ -85,6 +85,14 @@ def _sinusoid(time: jax.Array, width: int) -> jax.Array:
     return jnp.concatenate([jnp.sin(angle), jnp.cos(angle), pad], -1).astype(jnp.float32)
 
 
+def _row_init(key, shape, dtype=jnp.float32):
+    """Flax's embedding init (normal, variance 1 / width), row ``i`` drawn from ``fold_in(key, i)``:
+    a state's embedding does not depend on how many states the table has, so a maze padded to a
+    larger capacity (a sweep's grid) starts from the same network as the unpadded maze."""
+    row = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=-1, out_axis=-2)
+    return jax.vmap(lambda i: row(jax.random.fold_in(key, i), (1,) + tuple(shape[1:]), dtype)[0])(jnp.arange(shape[0]))
+
+
 class _Block(nn.Module):
     """One pre-norm block: sliding-window causal self-attention, then an MLP."""
 
@@ -141,7 +149,7 @@ class TransformerPolicy(nn.Module):
     positions: str = "relative"
 
     def setup(self):
-        self.embed = nn.Embed(self.states + 1, self.width, dtype=jnp.float32)
+        self.embed = nn.Embed(self.states + 1, self.width, dtype=jnp.float32, embedding_init=_row_init)
         self.blocks = [_Block(self.heads, self.width) for _ in range(self.layers)]
         self.norm = nn.LayerNorm(dtype=jnp.float32)
         self.direct = self.param("direct", nn.initializers.zeros, (self.states, self.out_degree), jnp.float32)

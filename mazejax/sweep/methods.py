@@ -30,7 +30,9 @@ from mazejax.ordered import ordered_sum
 from mazejax.policy import backtracker_logits, sft_limit_logits
 from mazejax.train import (DISTILL, PPO, REINFORCE, RLVR_EXACT, RLVR_SYMMETRIC, RLVR_TRUNCATED, SFT, SFT_EXACT,
                            SFT_SEARCH, SFT_SEARCH_EXACT, Trainer)
-from mazejax.train.base import exact_types, record_steps
+from mazejax.simulate.sequence import CHUNK, sample_sequences
+from mazejax.train import neural
+from mazejax.train.base import F64, exact_types, record_steps
 from mazejax.train.rlvr import symmetric_trajectory
 
 
@@ -80,17 +82,29 @@ class Method:
     doc: str = ""
 
 
-def _from_trainer(trainer: Trainer) -> dict:
-    """The trainer's settings as sweep params: config fields static, hyperparameters leaves."""
-    params = {f.name: Param(f.default, f.metadata["rule"], True, doc=f.metadata["doc"]) for f in trainer.config_fields()}
-    for f in trainer.hparam_fields():
-        params[f.name] = Param(f.default, f.metadata["rule"], False, f.metadata["dtype"], f.metadata["doc"])
+def _settings(Config: type, HParams: type) -> dict:
+    """A trainer's settings as sweep params: config fields static, hyperparameters leaves (data
+    fields, such as a teacher's logits, are not settings)."""
+    params = {f.name: Param(f.default, f.metadata["rule"], True, doc=f.metadata["doc"])
+              for f in dataclasses.fields(Config)}
+    for f in dataclasses.fields(HParams):
+        if not f.metadata.get("data"):
+            params[f.name] = Param(f.default, f.metadata["rule"], False, f.metadata["dtype"], f.metadata["doc"])
     return params
+
+
+def _from_trainer(trainer: Trainer) -> dict:
+    return _settings(trainer.Config, trainer.HParams)
 
 
 _EVALUATION = {
     "eval_rollouts": Param(1000, validate.Integer(2), True, doc="Monte Carlo walks of the trained policy"),
     "eval_horizon": Param(100_000, validate.Integer(1, 2**31 - 1), True, doc="their horizon"),
+}
+_SEQUENCE_EVALUATION = {
+    **_EVALUATION,
+    "eval_record": Param(256, validate.Integer(2), True, doc="transformer: moves + 1 of each evaluation walk kept for "
+                         "its empirical a, b, c, d"),
 }
 _SEARCH = {
     "rollouts": Param(1000, validate.Integer(2), True, doc="walks under the scaffold"),
@@ -135,18 +149,66 @@ def _build_trainer(trainer: Trainer, evaluate: bool):
     return build
 
 
-def _build_distill(static, capacity):
+def _teacher(static):
+    """``teacher(key, leaves, maze, init) -> logits``: the exact-RLVR teacher (symmetric fast path,
+    ``teacher_steps`` sign-ascent steps of ``teacher_lr`` from ``init``)."""
     teacher = RLVR_SYMMETRIC.make(RLVR_SYMMETRIC.Config(steps=static["teacher_steps"], record_every=static["teacher_steps"]))
+
+    def logits(key, leaves, maze, init):
+        hparams = RLVR_SYMMETRIC.HParams(lr=leaves["teacher_lr"], beta=jnp.ones_like(leaves["teacher_lr"]))
+        return teacher(key, hparams, maze, init).logits
+
+    return logits
+
+
+def _build_distill(static, capacity):
+    teacher = _teacher(static)
     train = DISTILL.make(_config(DISTILL, static))
 
     def run(key, leaves, maze, init):
         train_key, eval_key = jax.random.split(key)
-        teacher_hparams = RLVR_SYMMETRIC.HParams(lr=leaves["teacher_lr"], beta=jnp.ones_like(leaves["teacher_lr"]))
-        teacher_logits = teacher(train_key, teacher_hparams, maze, init).logits
+        teacher_logits = teacher(train_key, leaves, maze, init)
         result = train(train_key, _hparams(DISTILL, leaves, teacher_logits=teacher_logits), maze, init)
         return _evaluated(static, eval_key, maze, result)
 
     return run
+
+
+def _build_neural(Config: type, HParams: type, make: Callable):
+    """A sequence-policy trainer (:mod:`mazejax.train.neural`) as a sweep method.
+
+    The run's key splits into the initial network's key, the training key and the evaluation key.
+    The trained policy is evaluated by ``eval_rollouts`` walks (:func:`sample_sequences`). A tabular
+    policy also gets its exact H and a, b, c, d (:func:`summarise_types`); a transformer has no
+    exact H (NaN: the row's H is its Monte Carlo mean) and its a, b, c, d are the empirical
+    frequencies of continuing the direction of travel in the first ``eval_record - 1`` moves of
+    the evaluation walks, all depths pooled (:func:`mazejax.train.neural.empirical_types`).
+    """
+
+    def build(static, capacity):
+        config = Config(**{f.name: static[f.name] for f in dataclasses.fields(Config)})
+        train = make(config)
+        teacher = _teacher(static) if static.get("data") == "teacher" else None
+        num, tabular = static["eval_rollouts"], config.policy == "tabular"
+        chunk = max(d for d in range(1, min(num, CHUNK) + 1) if num % d == 0)
+
+        def run(key, leaves, maze, init):
+            init_key, train_key, eval_key = jax.random.split(key, 3)
+            data = {} if "teacher" not in {f.name for f in dataclasses.fields(HParams)} else {
+                "teacher": init if teacher is None else teacher(train_key, leaves, maze, init)}
+            hparams = HParams(**{n: leaves[n] for n in leaves if n not in _TEACHER}, **data)
+            result = train(train_key, hparams, maze, config.init_params(init_key, maze, init))
+            walks = sample_sequences(config.sequence_policy(maze), result.params, maze, eval_key, num,
+                                     static["eval_horizon"], record=0 if tabular else static["eval_record"], chunk=chunk)
+            if tabular:
+                H, types = exact.hitting_time(maze, result.params.astype(init.dtype)), summarise_types(maze, result.params)
+            else:
+                H, types = jnp.asarray(jnp.nan, F64), neural.empirical_types(maze, walks.states)
+            return Outcome(jnp.full(1, config.steps, jnp.int32), H[None], types, (walks.length, walks.success))
+
+        return run
+
+    return build
 
 
 def _build_base(static, capacity):
@@ -227,6 +289,26 @@ def _trainer_bytes(capacity: Capacity) -> float:
     return 4 * capacity.states * capacity.out_degree * 6 + _exact_bytes(capacity)
 
 
+def _sequence_bytes(s: dict, c: Capacity) -> float:
+    """A sequence-policy trainer (:mod:`mazejax.train.neural`): parameters with Adam's moments and a
+    gradient, the step's recorded walks (states, frozen log-probabilities), the decoding caches, the
+    activations of one teacher-forced group kept for reverse mode, and the evaluation walks."""
+    S, D = c.states, c.out_degree
+    width, layers, heads, context = s["width"], s["layers"], s["heads"], s["context"]
+    network = 0 if s["policy"] == "tabular" else 2 * (S + 1) * width + layers * (12 * width * width + heads * context)
+    params = 4 * 4 * (S * D + network)
+    if "num_rollouts" in s:  # policy gradient: walks of at most `horizon` moves
+        n, group, M = s["num_rollouts"], s["grad_chunk"], s["horizon"] + 1
+        decode = 4 * s["chunk"] * layers * context * width * 2
+    else:  # SFT: batch_size sequences of the longest golden path, DFS trace or teacher walk
+        n = group = s["batch_size"]
+        M = max(s["record"], c.paths + 1, (2 * c.branches - 1) * c.levels + 1)
+        decode = 0
+    forced = 4 * group * M * (layers * (16 * width + 4 * heads * context) + 4 * D)
+    evaluation = _walk_bytes(c, s["eval_rollouts"], record=0 if s["policy"] == "tabular" else s["eval_record"])
+    return params + 4 * 3 * n * M + decode + forced + evaluation + _exact_bytes(c)
+
+
 _MEMORY = {
     "base": lambda s, c: _exact_bytes(c),
     "trainer": lambda s, c: _trainer_bytes(c),
@@ -238,6 +320,7 @@ _MEMORY = {
     + _walk_bytes(c, s["eval_rollouts"]),
     "search": lambda s, c: _exact_bytes(c) + s["rollouts"] * (4 * c.states + 4 * c.out_degree * 8),
     "truncated": lambda s, c: _trainer_bytes(c) + 8 * s["max_horizon"] * c.targets * (c.states + 4),
+    "sequence": _sequence_bytes,
     "symmetric": lambda s, c: 8 * (4 * c.depths * 60 + s["steps"] // s["record_every"] * 5 * c.depths),
 }
 
@@ -270,6 +353,22 @@ METHODS: dict[str, Method] = {
                _MEMORY["trainer"], doc=SFT_SEARCH_EXACT.doc + "; paper mazes"),
         Method("sft_search", _from_trainer(SFT_SEARCH), _build_trainer(SFT_SEARCH, False), _MEMORY["trainer"],
                doc=SFT_SEARCH.doc + "; paper mazes"),
+        Method("neural_reinforce", {**_settings(neural.NeuralReinforceConfig, neural.NeuralReinforceHParams),
+                                    **_SEQUENCE_EVALUATION},
+               _build_neural(neural.NeuralReinforceConfig, neural.NeuralReinforceHParams, neural.make_neural_reinforce),
+               _MEMORY["sequence"], sampled=True,
+               doc="REINFORCE of a sequence policy (policy = transformer | tabular; mazejax.train.neural); "
+                   "a transformer's H is its Monte Carlo mean"),
+        Method("neural_ppo", {**_settings(neural.NeuralPPOConfig, neural.NeuralPPOHParams), **_SEQUENCE_EVALUATION},
+               _build_neural(neural.NeuralPPOConfig, neural.NeuralPPOHParams, neural.make_neural_ppo),
+               _MEMORY["sequence"], sampled=True,
+               doc="PPO of a sequence policy (policy = transformer | tabular); a transformer's H is its Monte Carlo mean"),
+        Method("neural_sft", {**_settings(neural.NeuralSFTConfig, neural.NeuralSFTHParams), **_TEACHER,
+                              **_SEQUENCE_EVALUATION},
+               _build_neural(neural.NeuralSFTConfig, neural.NeuralSFTHParams, neural.make_neural_sft),
+               _MEMORY["sequence"], sampled=True,
+               doc="SFT of a sequence policy by teacher forcing on golden paths, DFS traces or the exact-RLVR "
+                   "teacher's walks (data; teacher_* used with data = teacher); paper mazes"),
     ]
 }
 
