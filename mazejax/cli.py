@@ -112,6 +112,19 @@ def _sweep(args) -> int:
     return 0
 
 
+def _methods(args) -> int:
+    from mazejax.sweep import methods
+    from mazejax.sweep.store import format_value
+
+    for name in args.names or list(methods.METHODS):
+        method = methods.get(name)
+        print(f"{name}: {method.doc}")
+        for param_name, param in sorted(method.params.items()):
+            kind = "static" if param.static else "leaf (may be a list in one program)"
+            print(f"  {param_name} = {format_value(param.default)}  [{kind}] {param.doc}")
+    return 0
+
+
 def _report(args) -> int:
     from pathlib import Path
 
@@ -156,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--num-processes", type=int, help="number of processes (with --coordinator)")
     sweep.add_argument("--process-id", type=int, help="this process's index (with --coordinator)")
     sweep.set_defaults(run=_sweep)
+
+    listing = commands.add_parser("methods", help="the sweep's methods and their settings, with defaults")
+    listing.add_argument("names", nargs="*", help="method names (default: all)")
+    listing.set_defaults(run=_methods)
 
     rep = commands.add_parser("report", help="write the scaling tables and plots of a sweep folder")
     rep.add_argument("folder", help="a sweep's --out folder")

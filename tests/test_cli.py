@@ -29,3 +29,17 @@ def test_bad_input_exits_with_a_message(argv, capsys):
         cli.main(argv)
     assert stop.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_methods_lists_every_setting_with_its_default(capsys):
+    from mazejax.sweep import methods
+
+    assert cli.main(["methods", "neural_reinforce", "ppo"]) == 0
+    out = capsys.readouterr().out
+    for name in ("neural_reinforce", "ppo"):
+        for param, spec in methods.get(name).params.items():
+            assert f"  {param} = " in out, param
+    assert "  policy = transformer  [static]" in out and "  lr = 0.003  [leaf" in out
+    with pytest.raises(SystemExit):
+        cli.main(["methods", "nope"])
+    assert "unknown method 'nope'" in capsys.readouterr().err
