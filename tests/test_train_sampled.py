@@ -19,6 +19,7 @@ from mazejax.train.distill import (
     teacher_transitions,
 )
 from mazejax.train.ppo import (
+    BLOCK,
     PPOConfig,
     PPOHParams,
     advantages,
@@ -26,9 +27,9 @@ from mazejax.train.ppo import (
     collect,
     fit_critic,
     make_ppo,
+    move_slots,
     ppo,
     signed_advantage_counts,
-    standardize,
 )
 from mazejax.train.reinforce import ReinforceConfig, ReinforceHParams, make_reinforce, reinforce, reinforce_gradient
 from mazejax.train.rlvr import rlvr_exact
@@ -170,24 +171,24 @@ def ppo_batch(maze332):
 
 def test_ppo_collect_records_moves(maze332, ppo_batch):
     logits, rollouts, _ = ppo_batch
-    walks = mazejax.simulate.sample_walks(maze332, logits, jax.random.key(4), 12, 400, record=601)
-    np.testing.assert_array_equal(np.asarray(rollouts.length), np.asarray(walks.length))
+    assert rollouts.states.shape == (12, -(-600 // BLOCK) * BLOCK + 1)
+    walks = mazejax.simulate.sample_walks(maze332, logits, jax.random.key(4), 12, 400, record=rollouts.states.shape[1])
+    np.testing.assert_array_equal(np.asarray(rollouts.states), np.asarray(walks.states))
     np.testing.assert_array_equal(np.asarray(rollouts.moving).sum(1), np.asarray(walks.length))
     counts = move_table(maze332, np.asarray(walks.states), walks.length)
     D = maze332.capacity.out_degree
+    slot = move_slots(maze332, rollouts.state, rollouts.states[:, 1:])
     mine = np.zeros_like(counts).reshape(12, -1)
-    flat = np.asarray(rollouts.state) * D + np.asarray(rollouts.slot)
+    flat = np.asarray(rollouts.state) * D + np.asarray(slot)
     for i in range(12):
         np.add.at(mine[i], flat[i][np.asarray(rollouts.moving)[i]], 1)
     np.testing.assert_array_equal(mine.reshape(counts.shape), counts)
 
 
-def test_ppo_gae_and_critic_match_direct_loops(maze332, ppo_batch):
-    _, rollouts, critic = ppo_batch
-    beta, lam = 0.01, 0.9
-    advantage, returns = map(np.asarray, advantages(rollouts, jnp.asarray(critic), beta, lam))
+def direct_advantages(rollouts, critic, beta, lam):
+    """GAE by the recursion, move by move, walk by walk (numpy float64)."""
     state, target = np.asarray(rollouts.state), np.asarray(rollouts.target)
-    expected = np.zeros_like(advantage)
+    expected = np.zeros(state.shape)
     for i, n in enumerate(np.asarray(rollouts.length)):
         following = 0.0
         for t in reversed(range(n)):
@@ -196,6 +197,16 @@ def test_ppo_gae_and_critic_match_direct_loops(maze332, ppo_batch):
             next_value = 0.0 if last else critic[target[i], state[i, t + 1]]
             following = reward + next_value - critic[target[i], state[i, t]] + lam * following
             expected[i, t] = following
+    return expected
+
+
+def test_ppo_gae_and_critic_match_direct_loops(maze332, ppo_batch):
+    _, rollouts, critic = ppo_batch
+    beta, lam = 0.01, 0.9
+    assert int(np.max(rollouts.length)) > 2 * BLOCK  # the GAE runs over several blocks
+    advantage, returns = map(np.asarray, advantages(rollouts, jnp.asarray(critic), beta, lam))
+    state, target = np.asarray(rollouts.state), np.asarray(rollouts.target)
+    expected = direct_advantages(rollouts, critic, beta, lam)
     np.testing.assert_allclose(advantage, expected, rtol=1e-4, atol=1e-4)
     value = critic[target[:, None], state]
     np.testing.assert_allclose(returns, np.where(rollouts.moving, expected + value, 0.0), rtol=1e-4, atol=1e-4)
@@ -212,22 +223,42 @@ def test_ppo_gae_and_critic_match_direct_loops(maze332, ppo_batch):
     # many passes reach a fixed point of TD(lambda) on the batch
     converged = fit_critic(jnp.zeros_like(critic), rollouts, beta, lam, 1.0, 300)
     np.testing.assert_allclose(np.asarray(fit_critic(converged, rollouts, beta, lam, 1.0, 1)), np.asarray(converged), atol=1e-4)
-    standard = np.asarray(standardize(jnp.asarray(advantage), rollouts.moving))[moving]
-    assert standard.mean() == pytest.approx(0.0, abs=1e-5) and standard.std() == pytest.approx(1.0, rel=1e-4)
+
+
+def direct_signed_counts(maze, rollouts, critic, beta, lam):
+    """Per walk (P, M) [n, S, D] of the standardised GAE advantages, and those advantages [n, M]."""
+    moving = np.asarray(rollouts.moving)
+    advantage = direct_advantages(rollouts, critic, beta, lam)
+    z = np.where(moving, (advantage - advantage[moving].mean()) / advantage[moving].std(), 0.0)
+    slot = np.asarray(move_slots(maze, rollouts.state, rollouts.states[:, 1:]))
+    state = np.asarray(rollouts.state)
+    P = np.zeros((len(z),) + maze.successors.shape)
+    M = np.zeros_like(P)
+    for i, t in zip(*np.nonzero(moving)):
+        (P if z[i, t] > 0 else M)[i, state[i, t], slot[i, t]] += z[i, t]
+    return P, M, z, slot
+
+
+def test_ppo_signed_counts_are_per_walk_sums_of_standardised_advantages(maze332, ppo_batch):
+    _, rollouts, critic = ppo_batch
+    positive, negative = signed_advantage_counts(maze332, rollouts, jnp.asarray(critic), 0.01, 0.95)
+    P, M, _, _ = direct_signed_counts(maze332, rollouts, critic, 0.01, 0.95)
+    np.testing.assert_allclose(np.asarray(positive), P, atol=2e-4)
+    np.testing.assert_allclose(np.asarray(negative), M, atol=2e-4)
+    assert P.sum() > 10 and M.sum() < -10 and (P + M).sum() == pytest.approx(0.0, abs=1e-6 * P.sum())
 
 
 def test_ppo_first_gradient_is_the_policy_gradient(maze332, ppo_batch):
     """At theta = theta_old the clipped surrogate's gradient is (1/B) sum A_t grad log pi(m_t | s_t)."""
     logits, rollouts, critic = ppo_batch
-    advantage, _ = advantages(rollouts, jnp.asarray(critic), 0.01, 0.95)
-    advantage = standardize(advantage, rollouts.moving)
-    positive, negative = signed_advantage_counts(maze332, rollouts, advantage)
+    positive, negative = (x.sum(0) for x in signed_advantage_counts(maze332, rollouts, jnp.asarray(critic), 0.01, 0.95))
     old = mazejax.log_probabilities(maze332, jnp.asarray(logits))
     grad = jax.grad(clipped_surrogate, argnums=1)(maze332, jnp.asarray(logits), old, positive, negative, 0.2, 12)
     # independent: sum_t A_t (onehot(m_t) - pi(. | s_t)) over every move of every walk, / B
     pi = np.asarray(mazejax.probabilities(maze332, jnp.asarray(logits)))
+    _, _, adv, slot = direct_signed_counts(maze332, rollouts, critic, 0.01, 0.95)
     expected = np.zeros_like(pi, dtype=np.float64)
-    state, slot, moving, adv = (np.asarray(x) for x in (rollouts.state, rollouts.slot, rollouts.moving, advantage))
+    state, moving = np.asarray(rollouts.state), np.asarray(rollouts.moving)
     for i, t in zip(*np.nonzero(moving)):
         expected[state[i, t]] -= adv[i, t] * pi[state[i, t]]
         expected[state[i, t], slot[i, t]] += adv[i, t]
@@ -240,11 +271,11 @@ def test_ppo_first_gradient_is_the_policy_gradient(maze332, ppo_batch):
 def test_ppo_clipped_surrogate_matches_per_move_formula(maze332, ppo_batch):
     """Away from theta_old the surrogate equals sum_t min(rho A, clip(rho) A) / B move by move."""
     logits, rollouts, critic = ppo_batch
-    advantage, _ = advantages(rollouts, jnp.asarray(critic), 0.01, 0.95)
-    positive, negative = signed_advantage_counts(maze332, rollouts, advantage)
+    positive, negative = (x.sum(0) for x in signed_advantage_counts(maze332, rollouts, jnp.asarray(critic), 0.01, 0.95))
     old = mazejax.log_probabilities(maze332, jnp.asarray(logits))
     pi_old = np.asarray(mazejax.probabilities(maze332, jnp.asarray(logits)), np.float64)
-    state, slot, moving, adv = (np.asarray(x) for x in (rollouts.state, rollouts.slot, rollouts.moving, advantage))
+    _, _, adv, slot = direct_signed_counts(maze332, rollouts, critic, 0.01, 0.95)
+    state, moving = np.asarray(rollouts.state), np.asarray(rollouts.moving)
     for seed, clip in ((6, 0.2), (7, 0.05)):
         new = jnp.asarray(logits) + random_logits(maze332, seed, scale=0.4)
         pi_new = np.asarray(mazejax.probabilities(maze332, new), np.float64)

@@ -48,11 +48,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 from jax import lax
+from jax.custom_batching import custom_vmap
 
 from mazejax import exact, simulate, validate
 from mazejax.maze import Maze
@@ -103,66 +105,179 @@ class PPOHParams(base.HParams):
                                            "for the current policy's exact H; 0: the static horizon")
 
 
+#: Moves per block: the batch is processed in blocks of this many moves (columns), from the last
+#: block any walk reaches, so the work after sampling is proportional to the longest walk, not to
+#: the buffer (``max_horizon``, sized by the initial policy's H, about 20x the converged one).
+BLOCK = 128
+
+
 class Rollouts(struct.PyTreeNode):
-    """A batch of walks of the old policy, move by move (``n`` walks, ``M`` = the static horizon).
+    """A batch of walks of the old policy, move by move (``n`` walks).
 
     Attributes:
-      state: int32 [n, M], the state before move ``t`` (0 after the walk ended).
-      slot: int32 [n, M], the move slot taken at ``t`` (0 after the walk ended).
-      moving: bool [n, M], ``t < length``: move ``t`` was made.
+      states: int32 [n, C + 1] with ``C`` = ``max_horizon`` rounded up to whole :data:`BLOCK` s:
+        ``states[i, t]`` is the state of walk ``i`` at time ``t`` (``0`` = s0 -> f at ``t = 0``; the
+        target entered on a hit; -1 after the walk ended).
       target: int32 [n], the prompted target slot of each walk.
       length: int32 [n], moves made.
       success: bool [n], the walk entered its target within the horizon.
     """
 
-    state: jax.Array
-    slot: jax.Array
-    moving: jax.Array
+    states: jax.Array
     target: jax.Array
     length: jax.Array
     success: jax.Array
+
+    @property
+    def moving(self) -> jax.Array:
+        """bool [n, C]: ``t < length``, move ``t`` was made."""
+        return self.states[:, 1:] >= 0
+
+    @property
+    def state(self) -> jax.Array:
+        """int32 [n, C]: the state before move ``t`` (0 after the walk ended)."""
+        return jnp.where(self.moving, self.states[:, :-1], 0)
 
 
 def collect(maze: Maze, logits: jax.Array, key: jax.Array, num_rollouts: int, horizon, max_horizon: int) -> Rollouts:
     """``num_rollouts`` walks of ``logits`` (walk ``i`` depends only on ``key`` and ``i``, see
     :mod:`mazejax.simulate.rng`), recorded move by move.
 
-    ``horizon`` (int32 scalar, may be traced) must not exceed the static ``max_horizon``, the
-    buffer length; the move slots are recovered from consecutive states (every successor of a
-    state is a distinct state).
+    ``horizon`` (int32 scalar, may be traced) must not exceed the static ``max_horizon``.
     """
-    walks = simulate.sample_walks(maze, logits, key, num_rollouts, horizon, record=max_horizon + 1)
-    before, after = walks.states[:, :-1], walks.states[:, 1:]
-    moving = after >= 0
-    state = jnp.where(moving, before, 0)
-    successors = jnp.asarray(maze.successors)[state]  # [n, M, D]
-    hit = (successors == after[..., None]) & jnp.asarray(maze.valid)[state]
-    slot = jnp.where(moving, jnp.argmax(hit, axis=-1), 0).astype(jnp.int32)
-    return Rollouts(state, slot, moving, walks.target, walks.length, walks.success)
+    columns = -(-max_horizon // BLOCK) * BLOCK
+    walks = simulate.sample_walks(maze, logits, key, num_rollouts, horizon, record=columns + 1)
+    return Rollouts(walks.states, walks.target, walks.length, walks.success)
+
+
+def move_slots(maze: Maze, before: jax.Array, after: jax.Array) -> jax.Array:
+    """int32, the move slot that leads from state ``before`` to state ``after`` (0 where ``after < 0``:
+    no move); every successor of a state is a distinct state."""
+    successors = jnp.asarray(maze.successors)[before]  # [..., D]
+    hit = (successors == after[..., None]) & jnp.asarray(maze.valid)[before]
+    return jnp.where(after >= 0, jnp.argmax(hit, axis=-1), 0).astype(jnp.int32)
+
+
+@custom_vmap
+def _batch_max(blocks: jax.Array) -> jax.Array:
+    """``blocks`` (int32 scalar); under ``vmap``, the largest over the batch, *unbatched*.
+
+    A loop whose trip count is batched runs until every run is done and, at every iteration,
+    selects each carry between the runs still looping and those done: a full copy of every carry
+    per iteration (the per-walk counts are ``n * S * D * 2`` floats). With the batch's largest
+    count the loop is a plain loop; each run's extra iterations see only blocks past its walks'
+    ends, whose moves are all zero, so its results do not depend on the batch."""
+    return blocks
+
+
+@_batch_max.def_vmap
+def _batch_max_rule(axis_size, in_batched, blocks):
+    return (jnp.max(blocks) if in_batched[0] else blocks), False
+
+
+def _blocks_reached(rollouts: Rollouts) -> jax.Array:
+    """int32 scalar: the blocks of :data:`BLOCK` moves that the batch's longest walk reaches (under
+    ``vmap``, the most over the batch, :func:`_batch_max`)."""
+    return _batch_max((jnp.max(rollouts.length) + BLOCK - 1) // BLOCK)
+
+
+class _Block(NamedTuple):
+    """One block of :data:`BLOCK` moves of every walk: columns ``start ... start + BLOCK - 1``."""
+
+    start: jax.Array  # int32 scalar
+    moving: jax.Array  # bool [n, BLOCK]
+    cell: jax.Array  # int32 [n, BLOCK], (target, state before the move) of the critic, flattened
+    advantage: jax.Array  # float32 [n, BLOCK], GAE (0 where not moving)
+    returns: jax.Array  # float32 [n, BLOCK], lambda-return = advantage + V (0 where not moving)
+
+
+def _reverse_blocks(rollouts: Rollouts, critic: jax.Array, beta, gae_lambda, accumulate, acc):
+    """Fold ``accumulate(acc, block)`` over the batch's blocks (:class:`_Block`), from the last block
+    any walk reaches back to the first: GAE runs backwards in time, each block's advantages continue
+    from the next block's first column. Blocks past every walk's end are never touched.
+
+    Per move: ``delta_t = r_t + V(x, s_{t+1}) - V(x, s_t)`` (next value 0 after the last move),
+    ``A_t = delta_t + gae_lambda A_{t+1}``, the reward ``r_t = 1{hit at t} - beta``.
+    """
+    n = rollouts.target.shape[0]
+    values = critic.ravel()
+    row = rollouts.target[:, None] * critic.shape[1]
+    beta = jnp.asarray(beta, jnp.float32)
+    decay = jnp.full((n, BLOCK + 1), jnp.asarray(gae_lambda, jnp.float32))
+    blocks = _blocks_reached(rollouts)
+
+    def body(i, carry):
+        following, acc = carry
+        start = (blocks - 1 - i) * BLOCK
+        window = lax.dynamic_slice_in_dim(rollouts.states, start, BLOCK + 1, axis=1)
+        after = window[:, 1:]
+        moving = after >= 0
+        last = (start + 1 + jnp.arange(BLOCK, dtype=jnp.int32))[None, :] == rollouts.length[:, None]
+        cell = row + jnp.where(moving, window[:, :-1], 0)
+        value = values[cell]
+        next_value = jnp.where(moving & ~last, values[row + jnp.maximum(after, 0)], 0.0)
+        reward = (last & rollouts.success[:, None]).astype(jnp.float32) - beta
+        delta = jnp.where(moving, reward + next_value - value, 0.0)
+        _, advantage = lax.associative_scan(
+            lambda later, earlier: (later[0] * earlier[0], earlier[1] + earlier[0] * later[1]),
+            (decay, jnp.concatenate([delta, following[:, None]], axis=1)), reverse=True, axis=1,
+        )
+        advantage = advantage[:, :-1]
+        block = _Block(start, moving, cell, advantage, jnp.where(moving, advantage + value, 0.0))
+        return advantage[:, 0], accumulate(acc, block)
+
+    return lax.fori_loop(0, blocks, body, (jnp.zeros(n, jnp.float32), acc))[1]
+
+
+class _Sums(NamedTuple):
+    """What one pass over a batch accumulates."""
+
+    cells: jax.Array  # complex64 [T * S]: per (target, state), the sum of the lambda-returns of its moves + 1j * the moves
+    first: jax.Array  # float64 [n, BLOCK], sums of the advantages over the blocks
+    second: jax.Array  # float64 [n, BLOCK], sums of their squares
+    advantage: jax.Array | None  # float32 [n, C], the advantage of every move (0 where not moving), if kept
+
+
+def _sums(rollouts: Rollouts, critic: jax.Array, beta, gae_lambda, keep: bool = False) -> _Sums:
+    """One pass: the critic's targets and the advantages' first two moments (:class:`_Sums`), and
+    with ``keep`` every move's advantage.
+
+    The moments are summed elementwise across blocks into [n, BLOCK] (float64: a square of a float32 is
+    exact there), then in a fixed order (:func:`_standardized`), so their bits depend only on the batch.
+    """
+
+    def accumulate(acc, block):
+        pairs = lax.complex(block.returns, block.moving.astype(jnp.float32)).ravel()  # one scatter for both sums
+        advantage = block.advantage.astype(F64)
+        kept = None if acc.advantage is None else lax.dynamic_update_slice_in_dim(
+            acc.advantage, block.advantage, block.start, axis=1)
+        return _Sums(acc.cells.at[block.cell.ravel()].add(pairs), acc.first + advantage,
+                     acc.second + advantage * advantage, kept)
+
+    zeros = jnp.zeros((rollouts.target.shape[0], BLOCK), F64)
+    kept = jnp.zeros(rollouts.moving.shape, jnp.float32) if keep else None
+    return _reverse_blocks(rollouts, critic, beta, gae_lambda, accumulate,
+                           _Sums(jnp.zeros(critic.size, jnp.complex64), zeros, zeros, kept))
 
 
 def advantages(rollouts: Rollouts, critic: jax.Array, beta, gae_lambda) -> tuple[jax.Array, jax.Array]:
-    """GAE advantages and lambda-returns of every move, float32 [n, M] each (0 where not moving).
+    """GAE advantages and lambda-returns of every move, float32 [n, C] each (0 where not moving).
 
     Args:
       rollouts: the batch.
       critic: float32 [T, S], ``V(target, state)``.
       beta: length penalty; ``gae_lambda``: GAE's lambda (scalars, may be traced).
     """
-    n, M = rollouts.state.shape
-    target = rollouts.target[:, None]
-    value = critic[target, rollouts.state]
-    last = jnp.arange(1, M + 1)[None, :] == rollouts.length[:, None]  # move t is the walk's last
-    next_state = jnp.concatenate([rollouts.state[:, 1:], jnp.zeros((n, 1), jnp.int32)], axis=1)
-    next_value = jnp.where(rollouts.moving & ~last, critic[target, next_state], 0.0)
-    reward = (last & rollouts.success[:, None]).astype(jnp.float32) - jnp.asarray(beta, jnp.float32)
-    delta = jnp.where(rollouts.moving, reward + next_value - value, 0.0)
-    decay = jnp.broadcast_to(jnp.asarray(gae_lambda, jnp.float32), delta.shape)
-    _, advantage = lax.associative_scan(
-        lambda later, earlier: (later[0] * earlier[0], earlier[1] + earlier[0] * later[1]),
-        (decay, delta), reverse=True, axis=1,
-    )
+    advantage = _sums(rollouts, critic, beta, gae_lambda, keep=True).advantage
+    value = critic[rollouts.target[:, None], rollouts.state]
     return advantage, jnp.where(rollouts.moving, advantage + value, 0.0)
+
+
+def _critic_step(critic: jax.Array, sums: _Sums, rate) -> jax.Array:
+    """``V`` moved by ``rate`` towards the mean lambda-return of every visited (target, state)."""
+    returns, visits = sums.cells.real.reshape(critic.shape), sums.cells.imag.reshape(critic.shape)
+    target = returns / jnp.maximum(visits, 1.0)
+    return jnp.where(visits > 0, critic + jnp.asarray(rate, jnp.float32) * (target - critic), critic)
 
 
 def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sweeps: int) -> jax.Array:
@@ -173,38 +288,48 @@ def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sw
     moves further back from where they occur, and the values stay anchored at the target (where
     ``V = 0``), so the critic has no offset at the end of the walks.
     """
-    T, S = critic.shape
-    cell = (rollouts.target[:, None] * S + rollouts.state).ravel()
-    moving = rollouts.moving.ravel()
-    visits = jnp.zeros(T * S, jnp.float32).at[cell].add(moving.astype(jnp.float32)).reshape(T, S)
 
     def sweep(critic, _):
-        _, returns = advantages(rollouts, critic, beta, gae_lambda)
-        total = jnp.zeros(T * S, jnp.float32).at[cell].add(jnp.where(moving, returns.ravel(), 0.0)).reshape(T, S)
-        step = jnp.asarray(rate, jnp.float32) * (total / jnp.maximum(visits, 1.0) - critic)
-        return jnp.where(visits > 0, critic + step, critic), None
+        return _critic_step(critic, _sums(rollouts, critic, beta, gae_lambda), rate), None
 
     return lax.scan(sweep, critic, None, length=sweeps)[0]
 
 
-def standardize(advantage: jax.Array, moving: jax.Array) -> jax.Array:
-    """``(A - mean) / std`` over the moves made (0 elsewhere, and everywhere if all ``A`` are equal)."""
-    count = jnp.maximum(jnp.sum(moving), 1)
-    mean = ordered_total(jnp.where(moving, advantage, 0.0)) / count
-    centred = jnp.where(moving, advantage - mean, 0.0)
-    std = jnp.sqrt(ordered_total(centred**2) / count)
-    return jnp.where(std > 0, centred / jnp.where(std > 0, std, 1.0), 0.0)
+def _standardized(sums: _Sums, rollouts: Rollouts) -> jax.Array:
+    """float32 [n, C]: ``(A - mean) / std`` over the moves made (0 elsewhere, and everywhere if all
+    ``A`` are equal), from a kept pass (:func:`_sums`)."""
+    count = jnp.maximum(jnp.sum(rollouts.length), 1).astype(F64)
+    mean = ordered_total(sums.first) / count
+    std = jnp.sqrt(jnp.maximum(ordered_total(sums.second) / count - mean * mean, 0.0)).astype(jnp.float32)
+    centred = sums.advantage - mean.astype(jnp.float32)
+    return jnp.where(rollouts.moving & (std > 0), centred / jnp.where(std > 0, std, 1.0), 0.0)
 
 
-def signed_advantage_counts(maze: Maze, rollouts: Rollouts, advantage: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(P, M)``, float32 [S, D] each: sums of the positive / negative advantages of each move ``(s, m)``."""
-    D = maze.capacity.out_degree
-    flat = (rollouts.state * D + rollouts.slot).ravel()
-    advantage = jnp.where(rollouts.moving, advantage, 0.0).ravel()
-    shape = (maze.capacity.states * D,)
-    positive = jnp.zeros(shape, jnp.float32).at[flat].add(jnp.maximum(advantage, 0.0))
-    negative = jnp.zeros(shape, jnp.float32).at[flat].add(jnp.minimum(advantage, 0.0))
-    return positive.reshape(-1, D), negative.reshape(-1, D)
+def _walk_counts(maze: Maze, rollouts: Rollouts, standardized: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per walk, the sums of the positive / negative ``standardized`` advantages [n, C] of each move
+    ``(s, m)``: float32 [n, S, D] each. Blocks past every walk's end are never touched."""
+    n = rollouts.target.shape[0]
+    S, D = maze.capacity.states, maze.capacity.out_degree
+    offset = (jnp.arange(n, dtype=jnp.int32) * (S * D))[:, None]
+
+    def body(i, counts):
+        window = lax.dynamic_slice_in_dim(rollouts.states, i * BLOCK, BLOCK + 1, axis=1)
+        before, after = jnp.maximum(window[:, :-1], 0), window[:, 1:]
+        flat = (offset + before * D + move_slots(maze, before, after)).ravel()
+        z = lax.dynamic_slice_in_dim(standardized, i * BLOCK, BLOCK, axis=1).ravel()
+        return counts.at[2 * flat + (z < 0)].add(z)  # one scatter: entry 2 k sums the positive, 2 k + 1 the negative
+
+    counts = lax.fori_loop(0, _blocks_reached(rollouts), body, jnp.zeros(n * S * D * 2, jnp.float32))
+    return counts[0::2].reshape(n, S, D), counts[1::2].reshape(n, S, D)
+
+
+def signed_advantage_counts(maze: Maze, rollouts: Rollouts, critic, beta, gae_lambda) -> tuple[jax.Array, jax.Array]:
+    """``(P, M)``, float32 [n, S, D] each: for each walk, the sums of the positive / negative
+    standardised GAE advantages (mean 0, std 1 over the batch's moves) of each move ``(s, m)``.
+
+    A minibatch's counts are the sums over its walks; :func:`clipped_surrogate` takes them.
+    """
+    return _walk_counts(maze, rollouts, _standardized(_sums(rollouts, critic, beta, gae_lambda, keep=True), rollouts))
 
 
 def clipped_surrogate(maze: Maze, logits, old_log_probs, positive, negative, clip, num_walks: int) -> jax.Array:
@@ -292,16 +417,15 @@ def make_ppo(config: PPOConfig):
             rollout_key, shuffle_key = jax.random.split(jax.random.fold_in(key, t))
             rollout_horizon = pg.rollout_horizon(horizon, hparams.horizon_scale, measured["hitting_time"])
             rollouts = collect(maze, logits, rollout_key, num_rollouts, rollout_horizon, horizon)
-            advantage, _ = advantages(rollouts, critic, hparams.beta, hparams.gae_lambda)
-            critic = fit_critic(critic, rollouts, hparams.beta, hparams.gae_lambda, hparams.critic_rate, 1)
-            advantage = standardize(advantage, rollouts.moving)
+            sums = _sums(rollouts, critic, hparams.beta, hparams.gae_lambda, keep=True)
+            positive, negative = _walk_counts(maze, rollouts, _standardized(sums, rollouts))
+            critic = _critic_step(critic, sums, hparams.critic_rate)
             old_log_probs = log_probabilities(maze, logits)
 
             def update(carry, walks):
                 logits, opt_state = carry
-                minibatch = jax.tree.map(lambda x: x[walks], rollouts)
-                positive, negative = signed_advantage_counts(maze, minibatch, advantage[walks])
-                grad = clipped_surrogate_gradient(maze, logits, old_log_probs, positive, negative, hparams.clip, size)
+                grad = clipped_surrogate_gradient(maze, logits, old_log_probs, ordered_sum(positive[walks], axis=0),
+                                                  ordered_sum(negative[walks], axis=0), hparams.clip, size)
                 return base.descend(tx, logits, opt_state, -grad, maze, base.train_fork(config)), None
 
             def epoch(carry, epoch_key):
@@ -352,6 +476,7 @@ def ppo(maze: Maze, key: jax.Array, *, init_logits: jax.Array | None = None, **s
 
 
 __all__ = [
+    "BLOCK",
     "PPO",
     "PPOConfig",
     "PPOHParams",
@@ -364,6 +489,6 @@ __all__ = [
     "fit_critic",
     "make_ppo",
     "ppo",
+    "move_slots",
     "signed_advantage_counts",
-    "standardize",
 ]
