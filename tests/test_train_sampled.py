@@ -20,6 +20,7 @@ from mazejax.train.distill import (
 )
 from mazejax.train.ppo import (
     BLOCK,
+    _stage_sizes,
     PPOConfig,
     PPOHParams,
     advantages,
@@ -246,6 +247,26 @@ def test_ppo_signed_counts_are_per_walk_sums_of_standardised_advantages(maze332,
     np.testing.assert_allclose(np.asarray(positive), P, atol=2e-4)
     np.testing.assert_allclose(np.asarray(negative), M, atol=2e-4)
     assert P.sum() > 10 and M.sum() < -10 and (P + M).sum() == pytest.approx(0.0, abs=1e-6 * P.sum())
+
+
+def test_ppo_passes_fold_vmapped_runs_without_changing_a_run(maze332, ppo_batch):
+    """Under vmap the passes fold every run's walks into one list, longest first, on stages of rows
+    (40 rows alone: one stage; 80 together: two): a run's advantages, critic and counts are the same
+    bits alone and beside a run whose walks are longer."""
+    logits, _, critic = ppo_batch
+    short = collect(maze332, logits, jax.random.key(8), 40, 300, 600)
+    long = collect(maze332, logits, jax.random.key(9), 40, 600, 600)
+    assert int(long.length.max()) > int(short.length.max()) + BLOCK and _stage_sizes(80) == [40, 80]
+
+    def passes(rollouts, beta):
+        return (*signed_advantage_counts(maze332, rollouts, critic, beta, 0.95),
+                fit_critic(jnp.asarray(critic), rollouts, beta, 0.95, 0.5, 2), *advantages(rollouts, critic, beta, 0.95))
+
+    together = jax.jit(jax.vmap(passes))(jax.tree.map(lambda a, b: jnp.stack([a, b]), short, long), jnp.array([0.01, 0.02]))
+    for i, (rollouts, beta) in enumerate(((short, 0.01), (long, 0.02))):
+        alone = jax.jit(passes)(rollouts, beta)
+        for mine, theirs in zip(alone, together):
+            np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs[i]))
 
 
 def test_ppo_first_gradient_is_the_policy_gradient(maze332, ppo_batch):

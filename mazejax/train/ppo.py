@@ -47,8 +47,8 @@ length scales with ``H``): at W = K = 6, L = 5 training then stalls at about 170
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,9 +105,9 @@ class PPOHParams(base.HParams):
                                            "for the current policy's exact H; 0: the static horizon")
 
 
-#: Moves per block: the batch is processed in blocks of this many moves (columns), from the last
-#: block any walk reaches, so the work after sampling is proportional to the longest walk, not to
-#: the buffer (``max_horizon``, sized by the initial policy's H, about 20x the converged one).
+#: Moves per block of the passes over a batch (see "The passes over a batch" below): the work after
+#: sampling follows the walks' lengths, not the buffer (``max_horizon``, sized by the initial
+#: policy's H, about 20x the converged one).
 BLOCK = 128
 
 
@@ -145,143 +145,227 @@ def collect(maze: Maze, logits: jax.Array, key: jax.Array, num_rollouts: int, ho
 
     ``horizon`` (int32 scalar, may be traced) must not exceed the static ``max_horizon``.
     """
-    columns = -(-max_horizon // BLOCK) * BLOCK
-    walks = simulate.sample_walks(maze, logits, key, num_rollouts, horizon, record=columns + 1)
+    walks = simulate.sample_walks(maze, logits, key, num_rollouts, horizon, record=_columns(max_horizon) + 1)
     return Rollouts(walks.states, walks.target, walks.length, walks.success)
+
+
+def _columns(max_horizon: int) -> int:
+    """Moves a batch's buffer holds: ``max_horizon`` rounded up to whole blocks."""
+    return -(-max_horizon // BLOCK) * BLOCK
 
 
 def move_slots(maze: Maze, before: jax.Array, after: jax.Array) -> jax.Array:
     """int32, the move slot that leads from state ``before`` to state ``after`` (0 where ``after < 0``:
     no move); every successor of a state is a distinct state."""
-    successors = jnp.asarray(maze.successors)[before]  # [..., D]
-    hit = (successors == after[..., None]) & jnp.asarray(maze.valid)[before]
+    return _slots(jnp.asarray(maze.successors)[before], jnp.asarray(maze.valid)[before], after)
+
+
+def _slots(successors: jax.Array, valid: jax.Array, after: jax.Array) -> jax.Array:
+    """:func:`move_slots` from the successor rows [..., D] (and their validity) of the states before."""
+    hit = (successors == after[..., None]) & valid
     return jnp.where(after >= 0, jnp.argmax(hit, axis=-1), 0).astype(jnp.int32)
 
 
-@custom_vmap
-def _batch_max(blocks: jax.Array) -> jax.Array:
-    """``blocks`` (int32 scalar); under ``vmap``, the largest over the batch, *unbatched*.
+# ------------------------------------------------------------------------------------------------
+# The passes over a batch, for every vmapped run at once
+#
+# GAE runs backwards in time, so a pass visits the batch in blocks of BLOCK moves from the last
+# block any walk reaches back to the first. The walks of every run in a vmap are one list of rows
+# (a custom_vmap folds the runs, as the walk kernels do), sorted by length (longest first; ties by
+# run, then walk), and a block is processed on the shortest prefix of rows that holds every walk
+# still moving there: static stages of rows, rows / 2, rows / 4, ... (at least MIN_ROWS), each its
+# own loop, from the smallest up as the pass goes back in time. So the work is about the moves made,
+# not runs x walks x the longest walk of any run (a run whose policy stalls walks to the horizon
+# cap, while the others walk a few hundred moves). A row past its walk's end adds exact zeros, so a
+# run's results depend only on its own walks: the same bits alone, in any batch and any stage sizes.
 
-    A loop whose trip count is batched runs until every run is done and, at every iteration,
-    selects each carry between the runs still looping and those done: a full copy of every carry
-    per iteration (the per-walk counts are ``n * S * D * 2`` floats). With the batch's largest
-    count the loop is a plain loop; each run's extra iterations see only blocks past its walks'
-    ends, whose moves are all zero, so its results do not depend on the batch."""
-    return blocks
-
-
-@_batch_max.def_vmap
-def _batch_max_rule(axis_size, in_batched, blocks):
-    return (jnp.max(blocks) if in_batched[0] else blocks), False
-
-
-def _blocks_reached(rollouts: Rollouts) -> jax.Array:
-    """int32 scalar: the blocks of :data:`BLOCK` moves that the batch's longest walk reaches (under
-    ``vmap``, the most over the batch, :func:`_batch_max`)."""
-    return _batch_max((jnp.max(rollouts.length) + BLOCK - 1) // BLOCK)
+MIN_ROWS = 32
 
 
-class _Block(NamedTuple):
-    """One block of :data:`BLOCK` moves of every walk: columns ``start ... start + BLOCK - 1``."""
+def _stage_sizes(rows: int) -> list[int]:
+    """Row counts of the stages, ascending: ``ceil(rows / 2**k) >= MIN_ROWS`` and ``rows`` itself."""
+    sizes = {rows}
+    while rows > 2 * MIN_ROWS:
+        rows = -(-rows // 2)
+        sizes.add(rows)
+    return sorted(sizes)
 
-    start: jax.Array  # int32 scalar
-    moving: jax.Array  # bool [n, BLOCK]
-    cell: jax.Array  # int32 [n, BLOCK], (target, state before the move) of the critic, flattened
-    advantage: jax.Array  # float32 [n, BLOCK], GAE (0 where not moving)
-    returns: jax.Array  # float32 [n, BLOCK], lambda-return = advantage + V (0 where not moving)
 
+def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, successors, valid):
+    """The passes of ``mode`` over the walks of ``B`` runs (a leading run axis on every input).
 
-def _reverse_blocks(rollouts: Rollouts, critic: jax.Array, beta, gae_lambda, accumulate, acc):
-    """Fold ``accumulate(acc, block)`` over the batch's blocks (:class:`_Block`), from the last block
-    any walk reaches back to the first: GAE runs backwards in time, each block's advantages continue
-    from the next block's first column. Blocks past every walk's end are never touched.
+    Inputs: ``states`` int32 [B, n, C + 1] (:class:`Rollouts`), ``target``, ``length``, ``success``
+    [B, n], ``critic`` float32 [B, T, S], ``beta``, ``gae_lambda`` [B], ``successors``, ``valid``
+    [B, S, D] (the maze's tables; only ``"train"`` reads them).
 
-    Per move: ``delta_t = r_t + V(x, s_{t+1}) - V(x, s_t)`` (next value 0 after the last move),
-    ``A_t = delta_t + gae_lambda A_{t+1}``, the reward ``r_t = 1{hit at t} - beta``.
+    Modes: ``"critic"`` -> the critic's sums ``{"cells"}``, complex64 [B, T * S] (sum of the
+    lambda-returns of the moves from each (target, state) + 1j * their number); ``"advantages"`` ->
+    ``{"advantage"}`` float32 [B, n, C]; ``"train"`` -> ``{"cells", "counts"}``, counts float32
+    [B, n, S, D, 2]: per walk the sums of the positive / negative standardised advantages.
     """
-    n = rollouts.target.shape[0]
-    values = critic.ravel()
-    row = rollouts.target[:, None] * critic.shape[1]
-    beta = jnp.asarray(beta, jnp.float32)
-    decay = jnp.full((n, BLOCK + 1), jnp.asarray(gae_lambda, jnp.float32))
-    blocks = _blocks_reached(rollouts)
+    B, n, width = states.shape
+    T, S = critic.shape[1:]
+    rows = B * n
+    flat = states.reshape(rows, width)
+    order = jnp.argsort(-length.reshape(rows), stable=True).astype(jnp.int32)  # longest walks first
+    run = order // n
+    walk_length = length.reshape(rows)[order]
+    offset = run * (T * S) + target.reshape(rows)[order] * S  # the critic row of each walk
+    hit_reward = success.reshape(rows)[order]
+    beta = jnp.asarray(beta, jnp.float32)[run]
+    decay = jnp.asarray(gae_lambda, jnp.float32)[run]
+    values = critic.reshape(-1)
+    sizes = _stage_sizes(rows)
+    # stage R takes the blocks that rows R, R + 1, ... no longer reach
+    padded = jnp.concatenate([walk_length, jnp.zeros(1, walk_length.dtype)])
+    first_blocks = [((padded[size] + BLOCK - 1) // BLOCK).astype(jnp.int32) for size in sizes]
+    blocks = ((walk_length[0] + BLOCK - 1) // BLOCK).astype(jnp.int32)
+    columns = jnp.arange(BLOCK + 1, dtype=jnp.int32)
 
-    def body(i, carry):
+    def stages(body, carry):
+        """``body(R, j, carry)`` for j = blocks - 1, ..., 0, on the stage of R rows that holds block j."""
+        j = blocks - 1
+        for size, first in zip(sizes, first_blocks):
+            j, carry = lax.while_loop(lambda c, first=first: c[0] >= first,
+                                      lambda c, size=size: (c[0] - 1, body(size, c[0], c[1])), (j, carry))
+        return carry
+
+    def window(size, j):
+        """[size, BLOCK + 1] states of the first ``size`` rows at times j BLOCK ... (j + 1) BLOCK."""
+        return flat[order[:size, None], j * BLOCK + columns[None, :]]
+
+    def gae(size, j, carry):
         following, acc = carry
-        start = (blocks - 1 - i) * BLOCK
-        window = lax.dynamic_slice_in_dim(rollouts.states, start, BLOCK + 1, axis=1)
-        after = window[:, 1:]
+        states = window(size, j)
+        after = states[:, 1:]
         moving = after >= 0
-        last = (start + 1 + jnp.arange(BLOCK, dtype=jnp.int32))[None, :] == rollouts.length[:, None]
-        cell = row + jnp.where(moving, window[:, :-1], 0)
+        last = (j * BLOCK + columns[1:])[None, :] == walk_length[:size, None]
+        row = offset[:size, None]
+        cell = row + jnp.where(moving, states[:, :-1], 0)
         value = values[cell]
         next_value = jnp.where(moving & ~last, values[row + jnp.maximum(after, 0)], 0.0)
-        reward = (last & rollouts.success[:, None]).astype(jnp.float32) - beta
+        reward = (last & hit_reward[:size, None]).astype(jnp.float32) - beta[:size, None]
         delta = jnp.where(moving, reward + next_value - value, 0.0)
         _, advantage = lax.associative_scan(
             lambda later, earlier: (later[0] * earlier[0], earlier[1] + earlier[0] * later[1]),
-            (decay, jnp.concatenate([delta, following[:, None]], axis=1)), reverse=True, axis=1,
+            (jnp.broadcast_to(decay[:size, None], (size, BLOCK + 1)),
+             jnp.concatenate([delta, following[:size, None]], axis=1)), reverse=True, axis=1,
         )
         advantage = advantage[:, :-1]
-        block = _Block(start, moving, cell, advantage, jnp.where(moving, advantage + value, 0.0))
-        return advantage[:, 0], accumulate(acc, block)
+        returns = jnp.where(moving, advantage + value, 0.0)
+        acc = dict(acc, cells=acc["cells"].at[cell.ravel()].add(lax.complex(returns, moving.astype(jnp.float32)).ravel()))
+        if "kept" in acc:
+            square = advantage.astype(F64)
+            acc["first"] = acc["first"].at[:size].add(square)
+            acc["second"] = acc["second"].at[:size].add(square * square)  # exact: a square of a float32
+            acc["kept"] = lax.dynamic_update_slice(acc["kept"], advantage, (jnp.int32(0), j * BLOCK))
+        return following.at[:size].set(advantage[:, 0]), acc
 
-    return lax.fori_loop(0, blocks, body, (jnp.zeros(n, jnp.float32), acc))[1]
+    acc = {"cells": jnp.zeros(B * T * S, jnp.complex64)}
+    if mode != "critic":
+        acc.update(first=jnp.zeros((rows, BLOCK), F64), second=jnp.zeros((rows, BLOCK), F64),
+                   kept=jnp.zeros((rows, width - 1), jnp.float32))
+    acc = stages(gae, (jnp.zeros(rows, jnp.float32), acc))[1]
+    cells = acc["cells"].reshape(B, T * S)
+    if mode == "critic":
+        return {"cells": cells}
+    inverse = jnp.zeros(rows, jnp.int32).at[order].set(jnp.arange(rows, dtype=jnp.int32))
+    if mode == "advantages":
+        return {"advantage": acc["kept"][inverse].reshape(B, n, width - 1)}
+
+    # standardisation per run: its moments summed in a fixed order (walk, then column in the block)
+    count = jnp.maximum(jnp.sum(length, axis=1), 1).astype(F64)
+    total = lambda x: ordered_sum(ordered_sum(x[inverse].reshape(B, n, BLOCK), axis=-1), axis=-1)  # noqa: E731
+    mean = total(acc["first"]) / count
+    std = jnp.sqrt(jnp.maximum(total(acc["second"]) / count - mean**2, 0.0))
+    mean, std = mean.astype(jnp.float32)[run], std.astype(jnp.float32)[run]
+    scale = jnp.where(std > 0, std, 1.0)
+    D = successors.shape[-1]
+    successors, valid = successors.reshape(B * S, D), valid.reshape(B * S, D)
+
+    def count_moves(size, j, counts):
+        states = window(size, j)
+        before, after = jnp.maximum(states[:, :-1], 0), states[:, 1:]
+        table = (run[:size, None] * S) + before
+        slot = _slots(successors[table], valid[table], after)
+        advantage = lax.dynamic_slice(acc["kept"], (jnp.int32(0), j * BLOCK), (size, BLOCK))
+        z = jnp.where((after >= 0) & (std[:size, None] > 0), (advantage - mean[:size, None]) / scale[:size, None], 0.0)
+        move = order[:size, None] * (S * D) + before * D + slot
+        return counts.at[(2 * move + (z < 0)).ravel()].add(z.ravel())  # entry 2 k: the positive, 2 k + 1: the negative
+
+    counts = stages(count_moves, jnp.zeros(rows * S * D * 2, jnp.float32))
+    return {"cells": cells, "counts": counts.reshape(B, n, S, D, 2)}
 
 
-class _Sums(NamedTuple):
-    """What one pass over a batch accumulates."""
+@functools.cache
+def _kernel(mode: str):
+    """:func:`_fold` of one run (no leading axis), whose ``vmap`` folds the vmapped runs into one list."""
 
-    cells: jax.Array  # complex64 [T * S]: per (target, state), the sum of the lambda-returns of its moves + 1j * the moves
-    first: jax.Array  # float64 [n, BLOCK], sums of the advantages over the blocks
-    second: jax.Array  # float64 [n, BLOCK], sums of their squares
-    advantage: jax.Array | None  # float32 [n, C], the advantage of every move (0 where not moving), if kept
+    @custom_vmap
+    def kernel(*args):
+        return jax.tree.map(lambda x: x[0], _fold(mode, *(x[None] for x in args)))
+
+    @kernel.def_vmap
+    def batched(axis_size, in_batched, *args):
+        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(args, in_batched)]
+        out = _folded(mode)(*args)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return kernel
 
 
-def _sums(rollouts: Rollouts, critic: jax.Array, beta, gae_lambda, keep: bool = False) -> _Sums:
-    """One pass: the critic's targets and the advantages' first two moments (:class:`_Sums`), and
-    with ``keep`` every move's advantage.
+@functools.cache
+def _folded(mode: str):
+    """:func:`_fold` with a leading run axis, whose ``vmap`` (a vmap of vmaps) folds again."""
 
-    The moments are summed elementwise across blocks into [n, BLOCK] (float64: a square of a float32 is
-    exact there), then in a fixed order (:func:`_standardized`), so their bits depend only on the batch.
-    """
+    @custom_vmap
+    def kernel(*args):
+        return _fold(mode, *args)
 
-    def accumulate(acc, block):
-        pairs = lax.complex(block.returns, block.moving.astype(jnp.float32)).ravel()  # one scatter for both sums
-        advantage = block.advantage.astype(F64)
-        kept = None if acc.advantage is None else lax.dynamic_update_slice_in_dim(
-            acc.advantage, block.advantage, block.start, axis=1)
-        return _Sums(acc.cells.at[block.cell.ravel()].add(pairs), acc.first + advantage,
-                     acc.second + advantage * advantage, kept)
+    @kernel.def_vmap
+    def batched(axis_size, in_batched, *args):
+        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(args, in_batched)]
+        runs = args[0].shape[1]
+        out = kernel(*(x.reshape((axis_size * runs,) + x.shape[2:]) for x in args))
+        out = jax.tree.map(lambda v: v.reshape((axis_size, runs) + v.shape[1:]), out)
+        return out, jax.tree.map(lambda _: True, out)
 
-    zeros = jnp.zeros((rollouts.target.shape[0], BLOCK), F64)
-    kept = jnp.zeros(rollouts.moving.shape, jnp.float32) if keep else None
-    return _reverse_blocks(rollouts, critic, beta, gae_lambda, accumulate,
-                           _Sums(jnp.zeros(critic.size, jnp.complex64), zeros, zeros, kept))
+    return kernel
+
+
+def _pass(mode: str, rollouts: Rollouts, critic, beta, gae_lambda, maze: Maze | None = None) -> dict:
+    tables = (jnp.asarray(maze.successors), jnp.asarray(maze.valid)) if maze is not None else (
+        jnp.zeros((1, 1), jnp.int32), jnp.zeros((1, 1), bool))
+    return _kernel(mode)(rollouts.states, rollouts.target, rollouts.length, rollouts.success,
+                         jnp.asarray(critic, jnp.float32), jnp.asarray(beta, jnp.float32),
+                         jnp.asarray(gae_lambda, jnp.float32), *tables)
 
 
 def advantages(rollouts: Rollouts, critic: jax.Array, beta, gae_lambda) -> tuple[jax.Array, jax.Array]:
     """GAE advantages and lambda-returns of every move, float32 [n, C] each (0 where not moving).
+
+    ``delta_t = r_t + V(x, s_{t+1}) - V(x, s_t)`` (next value 0 after the last move),
+    ``A_t = delta_t + gae_lambda A_{t+1}``, the reward ``r_t = 1{hit at t} - beta``.
 
     Args:
       rollouts: the batch.
       critic: float32 [T, S], ``V(target, state)``.
       beta: length penalty; ``gae_lambda``: GAE's lambda (scalars, may be traced).
     """
-    advantage = _sums(rollouts, critic, beta, gae_lambda, keep=True).advantage
-    value = critic[rollouts.target[:, None], rollouts.state]
+    advantage = _pass("advantages", rollouts, critic, beta, gae_lambda)["advantage"]
+    value = jnp.asarray(critic, jnp.float32)[rollouts.target[:, None], rollouts.state]
     return advantage, jnp.where(rollouts.moving, advantage + value, 0.0)
 
 
-def _critic_step(critic: jax.Array, sums: _Sums, rate) -> jax.Array:
+def _critic_step(critic: jax.Array, cells: jax.Array, rate) -> jax.Array:
     """``V`` moved by ``rate`` towards the mean lambda-return of every visited (target, state)."""
-    returns, visits = sums.cells.real.reshape(critic.shape), sums.cells.imag.reshape(critic.shape)
+    returns, visits = cells.real.reshape(critic.shape), cells.imag.reshape(critic.shape)
     target = returns / jnp.maximum(visits, 1.0)
     return jnp.where(visits > 0, critic + jnp.asarray(rate, jnp.float32) * (target - critic), critic)
 
 
-def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sweeps: int) -> jax.Array:
-    """Fitted TD(lambda) on one batch: ``sweeps`` passes, each moving ``V`` [T, S] by ``rate`` towards
+def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sweeps) -> jax.Array:
+    """Fitted TD(lambda) on one batch: ``sweeps`` passes (int, may be traced), each moving ``V`` [T, S] by ``rate`` towards
     the mean lambda-return (:func:`advantages`, with the current ``V``) of every visited (target, state).
 
     Unvisited cells keep their value. Each pass propagates the rewards about ``1 / (1 - gae_lambda)``
@@ -289,38 +373,16 @@ def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sw
     ``V = 0``), so the critic has no offset at the end of the walks.
     """
 
-    def sweep(critic, _):
-        return _critic_step(critic, _sums(rollouts, critic, beta, gae_lambda), rate), None
+    def sweep(_, critic):
+        return _critic_step(critic, _pass("critic", rollouts, critic, beta, gae_lambda)["cells"], rate)
 
-    return lax.scan(sweep, critic, None, length=sweeps)[0]
-
-
-def _standardized(sums: _Sums, rollouts: Rollouts) -> jax.Array:
-    """float32 [n, C]: ``(A - mean) / std`` over the moves made (0 elsewhere, and everywhere if all
-    ``A`` are equal), from a kept pass (:func:`_sums`)."""
-    count = jnp.maximum(jnp.sum(rollouts.length), 1).astype(F64)
-    mean = ordered_total(sums.first) / count
-    std = jnp.sqrt(jnp.maximum(ordered_total(sums.second) / count - mean * mean, 0.0)).astype(jnp.float32)
-    centred = sums.advantage - mean.astype(jnp.float32)
-    return jnp.where(rollouts.moving & (std > 0), centred / jnp.where(std > 0, std, 1.0), 0.0)
+    return lax.fori_loop(0, sweeps, sweep, critic)
 
 
-def _walk_counts(maze: Maze, rollouts: Rollouts, standardized: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per walk, the sums of the positive / negative ``standardized`` advantages [n, C] of each move
-    ``(s, m)``: float32 [n, S, D] each. Blocks past every walk's end are never touched."""
-    n = rollouts.target.shape[0]
-    S, D = maze.capacity.states, maze.capacity.out_degree
-    offset = (jnp.arange(n, dtype=jnp.int32) * (S * D))[:, None]
-
-    def body(i, counts):
-        window = lax.dynamic_slice_in_dim(rollouts.states, i * BLOCK, BLOCK + 1, axis=1)
-        before, after = jnp.maximum(window[:, :-1], 0), window[:, 1:]
-        flat = (offset + before * D + move_slots(maze, before, after)).ravel()
-        z = lax.dynamic_slice_in_dim(standardized, i * BLOCK, BLOCK, axis=1).ravel()
-        return counts.at[2 * flat + (z < 0)].add(z)  # one scatter: entry 2 k sums the positive, 2 k + 1 the negative
-
-    counts = lax.fori_loop(0, _blocks_reached(rollouts), body, jnp.zeros(n * S * D * 2, jnp.float32))
-    return counts[0::2].reshape(n, S, D), counts[1::2].reshape(n, S, D)
+def _train_pass(maze: Maze, rollouts: Rollouts, critic, beta, gae_lambda):
+    """``(cells, P, M)``: the critic's sums (:func:`_critic_step`) and :func:`signed_advantage_counts`."""
+    out = _pass("train", rollouts, critic, beta, gae_lambda, maze)
+    return out["cells"], out["counts"][..., 0], out["counts"][..., 1]
 
 
 def signed_advantage_counts(maze: Maze, rollouts: Rollouts, critic, beta, gae_lambda) -> tuple[jax.Array, jax.Array]:
@@ -329,7 +391,7 @@ def signed_advantage_counts(maze: Maze, rollouts: Rollouts, critic, beta, gae_la
 
     A minibatch's counts are the sums over its walks; :func:`clipped_surrogate` takes them.
     """
-    return _walk_counts(maze, rollouts, _standardized(_sums(rollouts, critic, beta, gae_lambda, keep=True), rollouts))
+    return _train_pass(maze, rollouts, critic, beta, gae_lambda)[1:]
 
 
 def clipped_surrogate(maze: Maze, logits, old_log_probs, positive, negative, clip, num_walks: int) -> jax.Array:
@@ -395,17 +457,27 @@ def make_ppo(config: PPOConfig):
         beta = hparams.beta.astype(base.F64)
 
         warm_key, key = jax.random.split(key)
+        impl = jax.random.key_impl(key)
 
-        def warm_critic(logits):
-            """The critic of the initial policy: TD(lambda) from V = 0 over ``critic_warmup`` batches."""
-            rollout_horizon = pg.rollout_horizon(horizon, hparams.horizon_scale, exact.hitting_time(maze, logits))
+        def batch(logits, critic, t, rollout_key, rollout_horizon):
+            """The step's batch of walks; at step 0 first the critic's warm-up: ``critic_warmup`` batches
+            of the initial policy, each fitted by ``warmup_sweeps`` TD(lambda) passes, from V = 0. One
+            loop, so the program holds one sampler (it is the bulk of the compile time)."""
+            warmup = jnp.where(t == 0, config.critic_warmup, 0)
 
-            def batch(critic, index):
-                rollouts = collect(maze, logits, jax.random.fold_in(warm_key, index), num_rollouts, rollout_horizon, horizon)
-                return fit_critic(critic, rollouts, hparams.beta, hparams.gae_lambda, 1.0, config.warmup_sweeps), None
+            def one(index, carry):
+                critic, _ = carry
+                warming = index < warmup
+                data = jnp.where(warming, jax.random.key_data(jax.random.fold_in(warm_key, index)),
+                                 jax.random.key_data(rollout_key))
+                rollouts = collect(maze, logits, jax.random.wrap_key_data(data, impl=impl), num_rollouts,
+                                   rollout_horizon, horizon)
+                sweeps = jnp.where(warming, config.warmup_sweeps, 0)
+                return fit_critic(critic, rollouts, hparams.beta, hparams.gae_lambda, 1.0, sweeps), rollouts
 
-            empty = jnp.zeros((maze.capacity.targets, maze.capacity.states), jnp.float32)
-            return lax.scan(batch, empty, jnp.arange(config.critic_warmup, dtype=jnp.int32))[0]
+            zeros = jnp.zeros(num_rollouts, jnp.int32)
+            empty = Rollouts(jnp.zeros((num_rollouts, _columns(horizon) + 1), jnp.int32), zeros, zeros, zeros > 0)
+            return lax.fori_loop(0, warmup + 1, one, (critic, empty))
 
         def measure(carry):
             hitting_time = exact.hitting_time(maze, carry[0])
@@ -416,10 +488,9 @@ def make_ppo(config: PPOConfig):
             measured = measure(carry)
             rollout_key, shuffle_key = jax.random.split(jax.random.fold_in(key, t))
             rollout_horizon = pg.rollout_horizon(horizon, hparams.horizon_scale, measured["hitting_time"])
-            rollouts = collect(maze, logits, rollout_key, num_rollouts, rollout_horizon, horizon)
-            sums = _sums(rollouts, critic, hparams.beta, hparams.gae_lambda, keep=True)
-            positive, negative = _walk_counts(maze, rollouts, _standardized(sums, rollouts))
-            critic = _critic_step(critic, sums, hparams.critic_rate)
+            critic, rollouts = batch(logits, critic, t, rollout_key, rollout_horizon)
+            cells, positive, negative = _train_pass(maze, rollouts, critic, hparams.beta, hparams.gae_lambda)
+            critic = _critic_step(critic, cells, hparams.critic_rate)
             old_log_probs = log_probabilities(maze, logits)
 
             def update(carry, walks):
@@ -435,7 +506,7 @@ def make_ppo(config: PPOConfig):
             (logits, opt_state), _ = lax.scan(epoch, (logits, opt_state), jax.random.split(shuffle_key, config.epochs))
             return (logits, opt_state, critic), measured
 
-        critic = warm_critic(init_logits)
+        critic = jnp.zeros((maze.capacity.targets, maze.capacity.states), jnp.float32)
         (logits, _, _), records = base.train_loop(
             step, (init_logits, tx.init(init_logits), critic), steps=config.steps, record_every=config.record_every,
             probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=measure,
