@@ -336,40 +336,37 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
         """``R`` moves of every lane, then lanes at their run's horizon are sent to the sink."""
         g, goal, run = lanes_["g"], lanes_["goal"], lanes_["run"]
 
+        h = hz[run]
+        weight = lanes_["weight"] if counts else None
+
         def step(inner, _):
-            state, k, w = inner
+            state, k, w, tally = inner
             w = w + g
             nxt, entered, flat = move(state, rng.fmix32(w), goal, run)
             moving = state != S
-            out = (
-                jnp.where(moving, entered, -1) if record else None,
-                jnp.where(moving, flat, no_count) if counts else None,
-            )
-            return (nxt, k + moving.astype(jnp.uint32), w), out
+            if counts:  # counted in the loop (same order as a scatter of the round's [R, lanes] moves)
+                # moves past the horizon (at most R - 1 per walk) are overshoot: never counted
+                tally = tally.at[jnp.where(moving & (k < h), flat, no_count)].add(weight, mode="drop")
+            return (nxt, k + moving.astype(jnp.uint32), w, tally), jnp.where(moving, entered, -1) if record else None
 
         k0 = lanes_["k"]
-        (state, k, w), (entered, flat) = lax.scan(
-            step, (lanes_["state"], k0, lanes_["w"]), None, length=R, unroll=_UNROLL if first else 1
+        (state, k, w, tally), entered = lax.scan(
+            step, (lanes_["state"], k0, lanes_["w"], glob["tally"] if counts else None), None, length=R,
+            unroll=_UNROLL if first else 1,
         )
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
         # overshoot: never recorded or counted); k = horizon + 1 marks it as a miss
-        h = hz[run]
         cut = (state != S) & (k >= h)
         lanes_ = dict(lanes_, state=jnp.where(cut, S, state), k=jnp.where(cut, h + 1, k), w=w)
-        if record or counts:
+        glob = dict(glob, **({"tally": tally} if counts else {}))
+        if record:
             r = jnp.arange(R, dtype=jnp.uint32)[:, None]  # move r of the round is move k0 + r of its walk
             kept = (k0[None, :] + r) < h[None, :]
-            glob = dict(glob)
-            if record:
-                col = jnp.minimum(k0, jnp.uint32(record))[None, :] + 1 + r  # column of the entered state
-                ok = kept & (entered >= 0) & (col < record)
-                walk = run * num + lanes_["idx"]
-                pos = jnp.where(ok, walk[None, :] * record + col.astype(jnp.int32), B * num * record)
-                glob["buffer"] = glob["buffer"].at[pos.ravel()].set(entered.ravel(), mode="drop")
-            if counts:
-                flat = jnp.where(kept, flat, no_count)
-                wt = jnp.broadcast_to(lanes_["weight"], flat.shape)
-                glob["tally"] = glob["tally"].at[flat.ravel()].add(wt.ravel(), mode="drop")
+            col = jnp.minimum(k0, jnp.uint32(record))[None, :] + 1 + r  # column of the entered state
+            ok = kept & (entered >= 0) & (col < record)
+            walk = run * num + lanes_["idx"]
+            pos = jnp.where(ok, walk[None, :] * record + col.astype(jnp.int32), B * num * record)
+            glob["buffer"] = glob["buffer"].at[pos.ravel()].set(entered.ravel(), mode="drop")
         return lanes_, glob
 
     fills = dict(run=0, idx=num, state=S, k=0, w=0, g=1, goal=0, weight=0.0)
