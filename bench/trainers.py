@@ -12,7 +12,8 @@ trainer sampled (``result.extra["moves"]`` for REINFORCE: both passes of every s
 process (plain walks at horizon 512 of the base policy, the same maze, as many walks as the
 training samples per step times the runs). The breakdown times the pieces of one step alone, on the
 same batch: the exact H behind the horizon rule, the walks, and the rest (gradient, optimizer).
-The REINFORCE workload is run twice: with the exact-H horizon rule (the paper's) and with the
+For PPO the breakdown times one iteration at the base policy and at the
+tabular backtracker (the start and the end of training). The REINFORCE workload is run twice: with the exact-H horizon rule (the paper's) and with the
 horizon estimated from the previous batch's walks (``horizon_rule="estimate"``).
 
     python bench/trainers.py
@@ -23,6 +24,7 @@ horizon estimated from the previous batch's walks (``horizon_rule="estimate"``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -49,7 +51,13 @@ def main():
 
     import mazejax as mj
     from mazejax.train import PPOConfig, PPOHParams, ReinforceConfig, ReinforceHParams, make_ppo, make_reinforce
+    import optax
+    from jax import lax
+
+    from mazejax.ordered import ordered_sum
     from mazejax.train.ppo import default_horizon
+
+    ppo_module = importlib.import_module("mazejax.train.ppo")  # mazejax.train.ppo is also the name of the function
     from mazejax.train.reinforce import reinforce_gradient
 
     if args.gpu and jax.default_backend() != "gpu":
@@ -114,6 +122,36 @@ def main():
     config = PPOConfig(steps=50 if args.quick else PPOConfig().steps, horizon=horizon)
     print(f"\nPPO, (6,6,5), {seeds} seeds x {config.steps} iterations, {config.num_rollouts} walks per iteration, "
           f"buffer {horizon} moves")
+    n = config.num_rollouts
+    for name, policy in (("base policy", mj.pretrained_logits(maze)), ("backtracker", mj.backtracker_logits(maze))):
+        logits = jnp.broadcast_to(policy, (seeds,) + policy.shape)
+        scaled = int(np.ceil(2 * float(mj.exact.hitting_time(maze, policy))))
+        collect = jax.jit(jax.vmap(lambda l, k: ppo_module.collect(maze, l, k, n, scaled, horizon)))
+        rollouts = collect(logits, keys)
+        critic = jnp.zeros((seeds, maze.capacity.targets, maze.capacity.states), jnp.float32)
+        passes = jax.jit(jax.vmap(lambda r, c: ppo_module._train_pass(maze, r, c, 0.01, 0.95)))
+        _, positive, negative = passes(rollouts, critic)
+        size = n // config.minibatches
+
+        def updates(l, pos, neg, key):
+            old, tx = mj.log_probabilities(maze, l), optax.adam(0.03)
+
+            def update(carry, walks):
+                l, state = carry
+                grad = ppo_module.clipped_surrogate_gradient(maze, l, old, ordered_sum(pos[walks], axis=0),
+                                                             ordered_sum(neg[walks], axis=0), 0.2, size)
+                step, state = tx.update(-grad, state)
+                return (l + step, state), None
+
+            orders = jax.vmap(lambda k: jax.random.permutation(k, n).reshape(-1, size))(jax.random.split(key, config.epochs))
+            return lax.scan(update, (l, tx.init(l)), orders.reshape(-1, size))[0][0]
+
+        t_H = timed(jax.jit(jax.vmap(lambda l: mj.exact.hitting_time(maze, l))), logits)
+        t_walks, t_pass = timed(collect, logits, keys), timed(passes, rollouts, critic)
+        t_update = timed(jax.jit(jax.vmap(updates)), logits, positive, negative, keys)
+        print(f"one iteration at the {name} (horizon {scaled}), all seeds: exact H {t_H * 1e3:.0f} ms, recorded walks "
+              f"{t_walks * 1e3:.0f} ms, passes (GAE, critic, signed counts) {t_pass * 1e3:.0f} ms, "
+              f"{config.epochs * config.minibatches} minibatch updates {t_update * 1e3:.0f} ms")
     result, compile_s, run_s = train_run(make_ppo(config), keys, PPOHParams.create(), maze)
     H = np.asarray(result.hitting_time)[:, -1]
     print(f"  compile {compile_s:.1f} s, run {run_s:.1f} s, end to end {compile_s + run_s:.1f} s; H <= 1.25 x 143 in "

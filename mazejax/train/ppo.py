@@ -35,6 +35,11 @@ ends there. Then, as in standard PPO:
 
 The walks are recorded move by move (:func:`mazejax.simulate.sample_walks` with a state buffer),
 so the horizon has a static maximum ``horizon``; memory is a few ``num_rollouts * horizon`` arrays.
+The work after sampling follows the moves made, not the buffer: each iteration makes two passes
+over its walks in blocks of :data:`BLOCK` moves (one for the advantages, the critic's targets and
+the standardisation, one for the per-walk signed counts), and under ``vmap`` the runs' walks are
+folded into one list sorted by length, each block processed on the rows still moving there ("The
+passes over a batch" below). At step 0 the critic's warm-up batches run through the same sampler.
 
 *Defaults* (converge on the paper's small mazes without tuning; W = K = 6, L = 5 goes from
 ``H`` = 3337 to about 150, against the backtracker's 143, in 200 iterations): 64 walks per
