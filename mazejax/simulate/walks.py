@@ -282,7 +282,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     alias_mask = jnp.int32(2**layout.alias_bits - 1)
     table = (S + 1) * D
     entries, codes = alias_entry.ravel(), successor_code.ravel()
-    no_count = B * table  # out-of-range scatter index: dropped
+    no_count = B * table  # the tally's last entry: where moves that are not counted go
     hz = horizon.astype(jnp.uint32)  # [B]
     R = ROUND
 
@@ -346,7 +346,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
             moving = state != S
             if counts:  # counted in the loop (same order as a scatter of the round's [R, lanes] moves)
                 # moves past the horizon (at most R - 1 per walk) are overshoot: never counted
-                tally = tally.at[jnp.where(moving & (k < h), flat, no_count)].add(weight, mode="drop")
+                tally = tally.at[jnp.where(moving & (k < h), flat, no_count)].add(weight, mode="promise_in_bounds")
             return (nxt, k + moving.astype(jnp.uint32), w, tally), jnp.where(moving, entered, -1) if record else None
 
         k0 = lanes_["k"]
@@ -384,7 +384,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     if record:
         glob["buffer"] = jnp.full((B * num, record), -1, jnp.int32).at[:, 0].set(0).ravel()
     if counts:
-        glob["tally"] = jnp.zeros(no_count, jnp.float32)
+        glob["tally"] = jnp.zeros(no_count + 1, jnp.float32)
     lanes_, glob = refill(lanes_, glob)  # the first walks of every run
     glob, rounds = pool.run_stages(
         lanes_, glob, sizes, moves=moves, refill=refill, flush=flush, active=lambda lanes_: lanes_["state"] != S,
@@ -394,7 +394,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     if record:
         out["buffer"] = glob["buffer"].reshape(B, num * record)
     if counts:
-        out["tally"] = glob["tally"].reshape(B, table)
+        out["tally"] = glob["tally"][:no_count].reshape(B, table)
     return out, rounds
 
 
