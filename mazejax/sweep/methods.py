@@ -23,6 +23,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mazejax import exact, reference, simulate, validate
 from mazejax.maze import Capacity, Maze
@@ -221,7 +222,7 @@ def _build_base(static, capacity):
 
 def _build_rlvr_symmetric(static, capacity):
     config = _config(RLVR_SYMMETRIC, static)
-    theta = jnp.zeros((4, capacity.depths, 2), jnp.float32)  # the pretrained model
+    theta = np.zeros((4, capacity.depths, 2), np.float32)  # the pretrained model (numpy: no dispatch at build time)
 
     def run(key, leaves, sizes, init_logits):
         W, K, L = sizes
