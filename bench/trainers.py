@@ -12,9 +12,9 @@ trainer sampled (``result.extra["moves"]`` for REINFORCE: both passes of every s
 process (plain walks at horizon 512 of the base policy, the same maze, as many walks as the
 training samples per step times the runs). The breakdown times the pieces of one step alone, on the
 same batch: the exact H behind the horizon rule, the walks, and the rest (gradient, optimizer).
-For PPO the breakdown times one iteration at the base policy and at the
-tabular backtracker (the start and the end of training). The REINFORCE workload is run twice: with the exact-H horizon rule (the paper's) and with the
-horizon estimated from the previous batch's walks (``horizon_rule="estimate"``).
+For PPO the breakdown times one iteration at the base policy and at the tabular backtracker (the
+start and the end of training). The REINFORCE workload is run twice: with the exact-H horizon rule
+(the paper's) and with the horizon estimated from the previous batch's walks (``horizon_rule="estimate"``).
 
     python bench/trainers.py
     python bench/trainers.py --quick      # 128 runs, 2 PPO seeds, fewer steps
@@ -45,20 +45,19 @@ def main():
     import jax
     import jax.numpy as jnp
     import numpy as np
+    import optax
+    from jax import lax
 
     jax.config.update("jax_enable_x64", True)
     from common import machine_line
 
     import mazejax as mj
-    from mazejax.train import PPOConfig, PPOHParams, ReinforceConfig, ReinforceHParams, make_ppo, make_reinforce
-    import optax
-    from jax import lax
-
     from mazejax.ordered import ordered_sum
+    from mazejax.train import PPOConfig, PPOHParams, ReinforceConfig, ReinforceHParams, make_ppo, make_reinforce
     from mazejax.train.ppo import default_horizon
+    from mazejax.train.reinforce import reinforce_gradient
 
     ppo_module = importlib.import_module("mazejax.train.ppo")  # mazejax.train.ppo is also the name of the function
-    from mazejax.train.reinforce import reinforce_gradient
 
     if args.gpu and jax.default_backend() != "gpu":
         raise SystemExit("--gpu: no GPU backend")

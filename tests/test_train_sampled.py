@@ -269,6 +269,35 @@ def test_ppo_passes_fold_vmapped_runs_without_changing_a_run(maze332, ppo_batch)
             np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs[i]))
 
 
+def test_ppo_passes_compose_with_grad_and_vmap(maze332, ppo_batch):
+    """advantages and fit_critic are affine in the critic and beta: their reverse-mode derivatives (also
+    vmapped) equal differences of values; the sign-split counts refuse grad with a clear message."""
+    _, rollouts, critic = ppo_batch
+    critic = jnp.asarray(critic)
+    rng = np.random.default_rng(11)
+    weight = jnp.asarray(rng.normal(size=rollouts.moving.shape), jnp.float32)
+    fit_weight = jnp.asarray(rng.normal(size=critic.shape), jnp.float32)
+    step = jnp.asarray(rng.normal(0, 0.1, critic.shape), jnp.float32)
+
+    def advantage_loss(c, beta):
+        advantage, returns = advantages(rollouts, c, beta, 0.9)
+        return jnp.sum(weight * (advantage + returns))
+
+    def fit_loss(c, beta):
+        return jnp.sum(fit_weight * fit_critic(c, rollouts, beta, 0.9, 0.5, 2))
+
+    for loss in (advantage_loss, fit_loss):
+        values = jax.jit(jax.vmap(loss))(jnp.stack([critic, critic + step, critic]), jnp.array([0.01, 0.01, 0.02]))
+        d_critic, d_beta = jax.jit(jax.grad(loss, argnums=(0, 1)))(critic, 0.01)
+        assert float(jnp.sum(d_critic * step)) == pytest.approx(float(values[1] - values[0]), rel=1e-3)
+        assert float(d_beta) == pytest.approx(float(values[2] - values[0]) / 0.01, rel=1e-3)
+        both = jax.jit(jax.vmap(jax.grad(loss), in_axes=(0, None)))(jnp.stack([critic, critic + step]), 0.01)
+        scale = float(jnp.max(jnp.abs(d_critic)))  # affine: the same gradient at both critics, up to float32 rounding
+        np.testing.assert_allclose(np.asarray(both), np.stack([np.asarray(d_critic)] * 2), atol=1e-5 * scale)
+    with pytest.raises(ValueError, match="signed_advantage_counts is not differentiable"):
+        jax.grad(lambda c: signed_advantage_counts(maze332, rollouts, c, 0.01, 0.95)[0].sum())(critic)
+
+
 def test_ppo_first_gradient_is_the_policy_gradient(maze332, ppo_batch):
     """At theta = theta_old the clipped surrogate's gradient is (1/B) sum A_t grad log pi(m_t | s_t)."""
     logits, rollouts, critic = ppo_batch

@@ -7,6 +7,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 from jax.sharding import Mesh
 
 from mazejax import validate
@@ -71,4 +72,27 @@ def target_argument(maze: Maze, target, num: int) -> jax.Array:
     return jnp.broadcast_to(jnp.asarray(target, jnp.int32), (num,))
 
 
-__all__ = ["AXIS", "check_common", "rollout_mesh", "target_argument"]
+def fold_runs(fn, shared=()):
+    """``fn`` (every input and every output of its dict with a leading axis of runs) as a function whose
+    ``vmap`` folds the vmapped axis into the run axis: all runs of a vmap (of vmaps) in one call.
+
+    Outputs named in ``shared`` are of the whole call, not per run: under ``vmap`` each run gets a copy.
+    """
+
+    @custom_vmap
+    def kernel(*args):
+        return fn(*args)
+
+    @kernel.def_vmap
+    def batched(axis_size, in_batched, *args):
+        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(args, in_batched)]
+        runs = args[0].shape[1]
+        out = kernel(*(x.reshape((axis_size * runs,) + x.shape[2:]) for x in args))
+        out = {k: (jnp.broadcast_to(v, (axis_size,) + v.shape) if k in shared
+                   else v.reshape((axis_size, runs) + v.shape[1:])) for k, v in out.items()}
+        return out, {k: True for k in out}
+
+    return kernel
+
+
+__all__ = ["AXIS", "check_common", "fold_runs", "rollout_mesh", "target_argument"]

@@ -38,7 +38,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.custom_batching import custom_vmap
 from jax.sharding import PartitionSpec
 
 from mazejax import validate
@@ -215,21 +214,8 @@ def _runs_kernel(num: int, record: int, counts: bool, lanes: int, layout):
     move counts and their float sums (in the same order) do not depend on the other runs.
     """
 
-    @custom_vmap
-    def kernel(alias_entry, successor_code, degree, key, horizon, target, weights, start):
-        return _runs_jit(alias_entry, successor_code, degree, key, horizon, target, weights, start,
-                         num=num, record=record, counts=counts, lanes=lanes, layout=layout)
-
-    @kernel.def_vmap
-    def batched(axis_size, in_batched, *args):
-        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(args, in_batched)]
-        B = args[0].shape[1]
-        out = kernel(*(x.reshape((axis_size * B,) + x.shape[2:]) for x in args))
-        out = {k: (jnp.broadcast_to(v, (axis_size,) + v.shape) if k in _DIAGNOSTICS
-                   else v.reshape((axis_size, B) + v.shape[1:])) for k, v in out.items()}
-        return out, {k: True for k in out}
-
-    return kernel
+    return common.fold_runs(functools.partial(_runs_jit, num=num, record=record, counts=counts, lanes=lanes,
+                                              layout=layout), shared=_DIAGNOSTICS)
 
 
 @functools.partial(jax.jit, static_argnames=("num", "record", "counts", "lanes", "layout"))

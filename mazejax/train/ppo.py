@@ -59,9 +59,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 from jax import lax
-from jax.custom_batching import custom_vmap
 
 from mazejax import exact, simulate, validate
+from mazejax.simulate import common
 from mazejax.maze import Maze
 from mazejax.ordered import F64, minus_product, ordered_sum, ordered_total
 from mazejax.policy import log_probabilities, probabilities
@@ -260,9 +260,9 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
         returns = jnp.where(moving, advantage + value, 0.0)
         acc = dict(acc, cells=acc["cells"].at[cell.ravel()].add(lax.complex(returns, moving.astype(jnp.float32)).ravel()))
         if "kept" in acc:
-            square = advantage.astype(F64)
-            acc["first"] = acc["first"].at[:size].add(square)
-            acc["second"] = acc["second"].at[:size].add(square * square)  # exact: a square of a float32
+            wide = advantage.astype(F64)
+            acc["first"] = acc["first"].at[:size].add(wide)
+            acc["second"] = acc["second"].at[:size].add(wide * wide)  # exact: a square of a float32
             acc["kept"] = lax.dynamic_update_slice(acc["kept"], advantage, (jnp.int32(0), j * BLOCK))
         return following.at[:size].set(advantage[:, 0]), acc
 
@@ -304,46 +304,66 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
 
 @functools.cache
 def _kernel(mode: str):
-    """:func:`_fold` of one run (no leading axis), whose ``vmap`` folds the vmapped runs into one list."""
-
-    @custom_vmap
-    def kernel(*args):
-        return jax.tree.map(lambda x: x[0], _fold(mode, *(x[None] for x in args)))
-
-    @kernel.def_vmap
-    def batched(axis_size, in_batched, *args):
-        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(args, in_batched)]
-        out = _folded(mode)(*args)
-        return out, jax.tree.map(lambda _: True, out)
-
-    return kernel
-
-
-@functools.cache
-def _folded(mode: str):
-    """:func:`_fold` with a leading run axis, whose ``vmap`` (a vmap of vmaps) folds again."""
-
-    @custom_vmap
-    def kernel(*args):
-        return _fold(mode, *args)
-
-    @kernel.def_vmap
-    def batched(axis_size, in_batched, *args):
-        args = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(args, in_batched)]
-        runs = args[0].shape[1]
-        out = kernel(*(x.reshape((axis_size * runs,) + x.shape[2:]) for x in args))
-        out = jax.tree.map(lambda v: v.reshape((axis_size, runs) + v.shape[1:]), out)
-        return out, jax.tree.map(lambda _: True, out)
-
-    return kernel
+    """:func:`_fold` of ``mode``, whose ``vmap`` folds the vmapped runs into one list of walks."""
+    return common.fold_runs(functools.partial(_fold, mode))
 
 
 def _pass(mode: str, rollouts: Rollouts, critic, beta, gae_lambda, maze: Maze | None = None) -> dict:
+    """:func:`_fold` of ``mode`` for one run (vmap folds the vmapped runs); differentiable in the critic,
+    ``beta`` and ``gae_lambda`` for the modes ``"critic"`` and ``"advantages"`` (:func:`_dense`)."""
     tables = (jnp.asarray(maze.successors), jnp.asarray(maze.valid)) if maze is not None else (
         jnp.zeros((1, 1), jnp.int32), jnp.zeros((1, 1), bool))
-    return _kernel(mode)(rollouts.states, rollouts.target, rollouts.length, rollouts.success,
-                         jnp.asarray(critic, jnp.float32), jnp.asarray(beta, jnp.float32),
-                         jnp.asarray(gae_lambda, jnp.float32), *tables)
+    data = (rollouts.states, rollouts.target, rollouts.length, rollouts.success)
+    floats = tuple(jnp.asarray(x, jnp.float32) for x in (critic, beta, gae_lambda))
+    return _differentiable(mode, data, floats, tables)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _differentiable(mode: str, data, floats, tables) -> dict:
+    args = (*data, *floats, *tables)
+    return jax.tree.map(lambda x: x[0], _kernel(mode)(*(x[None] for x in args)))  # one run
+
+
+def _differentiable_fwd(mode, data, floats, tables):
+    return _differentiable(mode, data, floats, tables), (data, floats)
+
+
+def _differentiable_bwd(mode, residuals, cotangent):
+    if mode == "train":
+        raise ValueError("signed_advantage_counts is not differentiable (its counts split each advantage by sign); "
+                         "differentiate mazejax.train.ppo.advantages or fit_critic instead")
+    data, floats = residuals
+    _, vjp = jax.vjp(lambda *floats: _dense(mode, *data, *floats), *floats)
+    return None, vjp(cotangent), None
+
+
+_differentiable.defvjp(_differentiable_fwd, _differentiable_bwd)
+
+
+def _dense(mode: str, states, target, length, success, critic, beta, gae_lambda) -> dict:
+    """The passes ``"critic"`` and ``"advantages"`` of one run written over the whole buffer [n, C]: the
+    same values as :func:`_fold` up to rounding, in plain differentiable operations (O(n C)), whose
+    ``jax.vjp`` is the reverse-mode derivative of :func:`_pass` (both are affine in critic and beta)."""
+    after = states[:, 1:]
+    moving = after >= 0
+    n, C = after.shape
+    row = target[:, None] * critic.shape[1]
+    values = critic.reshape(-1)
+    last = jnp.arange(1, C + 1)[None, :] == length[:, None]
+    cell = row + jnp.where(moving, states[:, :-1], 0)
+    value = values[cell]
+    next_value = jnp.where(moving & ~last, values[row + jnp.maximum(after, 0)], 0.0)
+    delta = jnp.where(moving, (last & success[:, None]).astype(jnp.float32) - beta + next_value - value, 0.0)
+    _, advantage = lax.associative_scan(
+        lambda later, earlier: (later[0] * earlier[0], earlier[1] + earlier[0] * later[1]),
+        (jnp.broadcast_to(gae_lambda, delta.shape), delta), reverse=True, axis=1,
+    )
+    if mode == "advantages":
+        return {"advantage": advantage}
+    returns = jnp.where(moving, advantage + value, 0.0)
+    sums = jnp.zeros(critic.size, jnp.float32).at[cell.ravel()].add(returns.ravel())
+    visits = jnp.zeros(critic.size, jnp.float32).at[cell.ravel()].add(moving.ravel().astype(jnp.float32))
+    return {"cells": lax.complex(sums, visits)}
 
 
 def advantages(rollouts: Rollouts, critic: jax.Array, beta, gae_lambda) -> tuple[jax.Array, jax.Array]:
@@ -370,8 +390,9 @@ def _critic_step(critic: jax.Array, cells: jax.Array, rate) -> jax.Array:
 
 
 def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sweeps) -> jax.Array:
-    """Fitted TD(lambda) on one batch: ``sweeps`` passes (int, may be traced), each moving ``V`` [T, S] by ``rate`` towards
-    the mean lambda-return (:func:`advantages`, with the current ``V``) of every visited (target, state).
+    """Fitted TD(lambda) on one batch: ``sweeps`` passes (int, may be traced), each moving ``V`` [T, S]
+    by ``rate`` towards the mean lambda-return (:func:`advantages`, with the current ``V``) of every
+    visited (target, state).
 
     Unvisited cells keep their value. Each pass propagates the rewards about ``1 / (1 - gae_lambda)``
     moves further back from where they occur, and the values stay anchored at the target (where
