@@ -519,6 +519,7 @@ def _fields_equal(a, b):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
 
 
+@pytest.mark.slow  # suite time; the pool-size independence of the sampled trainers is also checked by the slow sweep bit-identity tests
 def test_results_do_not_depend_on_the_pool_size():
     """One stage with every walk in its own lane, against pools that refill and shrink (128..1000 lanes)."""
     maze = mazejax.Maze(3, 3, 2)

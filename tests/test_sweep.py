@@ -137,6 +137,7 @@ def test_a_folder_of_another_version_or_a_file_is_refused(tmp_path):
     assert process.returncode == 2 and "is a file, not a folder" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # suite time; test_leaf_lists_trace_once_per_group checks the one-program grouping in the default run
 def test_hyperparameter_lists_run_as_one_program_per_static_setting(tmp_path):
     config = {"W": [2], "K": [1, 2], "L": [1], "methods": ["rlvr_exact"],
               "rlvr_exact": {"steps": [4, 8], "record_every": 2, "lr": [0.01, 0.1, 0.3]}}
