@@ -8,7 +8,9 @@ full-length walks). The kernels keep a fixed **pool of lanes** instead:
   a fixed number of moves of every lane; a walk that ends waits in place until the round is over;
 * stage 0 (``P`` lanes) *refills* after every round: finished lanes write their walk's results to
   the ``[num]`` outputs and take the next walk indices from a queue counter (exclusive prefix sum
-  over the finished lanes);
+  over the finished lanes). When every walk has a lane from the start (``num <= P``, e.g. a
+  trainer's batch) there is no queue and stage 0 only moves, in shorter rounds: a lane whose walk
+  ended waits less for the stage to end;
 * when the queue runs dry the pool **shrinks**: stage ``s`` has ``P / 2**s`` lanes (static shapes,
   its own ``while_loop``) down to :data:`MIN_LANES`; a stage is left when the walks in progress fit
   the next one, whose lanes are then filled by compacting them (prefix sum); later stages only move.
@@ -59,9 +61,11 @@ def stage_sizes(num: int, lanes: int) -> tuple:
     return tuple(sizes)
 
 
-def stats(sizes, rounds, round_moves: int, mesh) -> PoolStats:
-    """:class:`PoolStats` from the rounds of each stage ([..., stages] or [..., devices, stages])."""
-    lane_steps = jnp.sum(rounds.astype(jnp.float32) * jnp.asarray(sizes, jnp.float32) * round_moves, axis=-1)
+def stats(sizes, rounds, round_moves, mesh) -> PoolStats:
+    """:class:`PoolStats` from the rounds of each stage ([..., stages] or [..., devices, stages]);
+    ``round_moves``: the moves per round, one for all stages or one per stage."""
+    moves = jnp.asarray(sizes, jnp.float32) * jnp.asarray(round_moves, jnp.float32)
+    lane_steps = jnp.sum(rounds.astype(jnp.float32) * moves, axis=-1)
     if mesh is not None:
         lane_steps = jnp.sum(lane_steps, axis=-1)
     return PoolStats(sizes, rounds, lane_steps)
@@ -116,7 +120,7 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
 
     ``moves(lanes, glob, first)`` runs one round of moves (``first``: in stage 0),
     ``refill(lanes, glob)`` writes the ended walks' results and hands their lanes new walks from
-    the queue, ``flush(lanes, glob)`` writes the results of ended walks (without refilling),
+    the queue (None when every walk already has its lane: stage 0 then only moves, like the others), ``flush(lanes, glob)`` writes the results of ended walks (without refilling),
     ``active(lanes)`` is a bool [lanes] mask of the walks still in progress, ``pending(glob)`` whether
     walks wait in the queue (default ``glob["next"] < len(glob["length"])``). Stage 0 refills after
     every round and runs while the queue has walks or the active walks do not fit stage 1; later
@@ -135,17 +139,17 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
         def cond(carry, fit=fit, first=s == 0):
             lanes, glob, _ = carry
             busy = jnp.sum(active(lanes), dtype=jnp.int32) > fit
-            return (busy | pending(glob)) if first else busy
+            return (busy | pending(glob)) if first and refill is not None else busy
 
         def body(carry, first=s == 0):
             lanes, glob, r = carry
             lanes, glob = moves(lanes, glob, first)
-            if first:
+            if first and refill is not None:
                 lanes, glob = refill(lanes, glob)
             return lanes, glob, r + 1
 
         lanes, glob, r = lax.while_loop(cond, body, (lanes, glob, jnp.int32(0)))
-        if s:
+        if s or refill is None:
             lanes, glob = flush(lanes, glob)
         rounds.append(r)
     return glob, jnp.stack(rounds)

@@ -18,8 +18,8 @@ made, not to ``num x`` the longest walk, and memory is O(lanes) whatever the hor
 for the results and ``num * record`` for a state buffer). A move is two table lookups
 (:mod:`mazejax.simulate.alias`), one hash (:mod:`mazejax.simulate.rng`) and a few integer
 operations, branch-free; a walk that hits its target moves to an absorbing sink row. Walks past
-the horizon are cut at the end of a round of :data:`ROUND` moves (their extra moves are never
-recorded or counted).
+the horizon are cut at the end of a round (:data:`ROUND` or :data:`TAIL_ROUND` moves; their extra
+moves are never recorded or counted).
 
 **Devices.** ``devices=`` splits the walks in contiguous blocks over several devices, each running
 its own pool, with identical results (counts with non-integer weights are summed in another
@@ -46,6 +46,10 @@ from mazejax.simulate import alias, common, pool, rng
 
 #: Moves between refills of the pool (speed only: results do not depend on it).
 ROUND = 64
+#: Moves per round where no lane is refilled: the stages after the first, and every stage when each
+#: walk has its own lane (``num <= lanes``, e.g. a trainer's batch). Speed only: a walk's moves are
+#: made and counted in the same order, whatever the round length.
+TAIL_ROUND = 16
 #: Default pool size (speed only).
 LANES = 16384
 _UNROLL = 8  # scan unroll of a round in the first stage (speed only)
@@ -173,7 +177,8 @@ def sample_walks(
         sizes = pool.stage_sizes(num // n, max(lanes // n, 1))
         walks, rounds = _split_kernel(tables, key, horizon, drawn, weights, layout=layout, num=num, record=record,
                                       counts=bool(counts), lanes=max(lanes // n, 1), mesh=mesh)
-        return (walks, pool.stats(sizes, rounds, ROUND, mesh)) if stats else walks
+        return (walks, pool.stats(sizes, rounds, _round_moves(num // n, max(lanes // n, 1), sizes), mesh)) if stats \
+            else walks
     zero = jnp.zeros(num, jnp.float32) if weights is None else weights
     out = _runs_kernel(num, record, bool(counts), min(num, lanes), layout)(
         *(x[None] for x in (*tables, key, horizon, drawn, zero, jnp.int32(0))))
@@ -225,7 +230,8 @@ def _runs_jit(alias_entry, successor_code, degree, key, horizon, target, weights
     sizes = pool.stage_sizes(B * lanes, B * lanes)
     out, rounds = _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, num=num,
                               record=record, counts=counts, lanes=lanes, layout=layout, sizes=sizes)
-    lane_steps = jnp.sum(rounds.astype(jnp.float32) * jnp.asarray(sizes, jnp.float32)) * ROUND
+    moves = jnp.asarray(sizes, jnp.float32) * jnp.asarray(_round_moves(num, lanes, sizes), jnp.float32)
+    lane_steps = jnp.sum(rounds.astype(jnp.float32) * moves)
     return {**out, "rounds": rounds, "lane_steps": lane_steps}
 
 
@@ -252,6 +258,12 @@ def _split_kernel(tables, key, horizon, target, weights, *, layout, num, record,
     return pool.sharded(local, mesh, num, (*tables, key, horizon), (target, weights), specs)
 
 
+def _round_moves(num: int, lanes: int, sizes) -> tuple:
+    """Moves per round of each stage: :data:`ROUND` in a first stage that refills lanes from a queue
+    (``num > lanes``), :data:`TAIL_ROUND` elsewhere."""
+    return tuple(ROUND if s == 0 and num > lanes else TAIL_ROUND for s in range(len(sizes)))
+
+
 def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
                 lanes, layout, sizes):
     """The plain-walk pool of ``B`` runs (leading axis of every input): each run's walks
@@ -270,7 +282,8 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     entries, codes = alias_entry.ravel(), successor_code.ravel()
     no_count = B * table  # the tally's last entry: where moves that are not counted go
     hz = horizon.astype(jnp.uint32)  # [B]
-    R = ROUND
+    queue = num > lanes  # stage 0 refills lanes from a queue (else every walk has its own lane)
+    round_moves = _round_moves(num, lanes, sizes)
 
     def move(state, word, goal, run):
         """One move of every lane: (next state (sink after a hit), state entered, flat (run, s, slot))."""
@@ -321,6 +334,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     def moves(lanes_, glob, first):
         """``R`` moves of every lane, then lanes at their run's horizon are sent to the sink."""
         g, goal, run = lanes_["g"], lanes_["goal"], lanes_["run"]
+        R = round_moves[0] if first else round_moves[-1]
 
         h = hz[run]
         weight = lanes_["weight"] if counts else None
@@ -338,7 +352,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
         k0 = lanes_["k"]
         (state, k, w, tally), entered = lax.scan(
             step, (lanes_["state"], k0, lanes_["w"], glob["tally"] if counts else None), None, length=R,
-            unroll=_UNROLL if first else 1,
+            unroll=_UNROLL if first and queue else 1,
         )
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
         # overshoot: never recorded or counted); k = horizon + 1 marks it as a miss
@@ -373,8 +387,8 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
         glob["tally"] = jnp.zeros(no_count + 1, jnp.float32)
     lanes_, glob = refill(lanes_, glob)  # the first walks of every run
     glob, rounds = pool.run_stages(
-        lanes_, glob, sizes, moves=moves, refill=refill, flush=flush, active=lambda lanes_: lanes_["state"] != S,
-        fills=fills, pending=lambda glob: jnp.any(glob["next"] < num),
+        lanes_, glob, sizes, moves=moves, refill=refill if queue else None, flush=flush,
+        active=lambda lanes_: lanes_["state"] != S, fills=fills, pending=lambda glob: jnp.any(glob["next"] < num),
     )
     out = {"length": glob["length"].reshape(B, num), "success": glob["success"].reshape(B, num)}
     if record:
@@ -384,4 +398,4 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     return out, rounds
 
 
-__all__ = ["LANES", "ROUND", "Walks", "rollout", "sample_walks"]
+__all__ = ["LANES", "ROUND", "TAIL_ROUND", "Walks", "rollout", "sample_walks"]
