@@ -98,23 +98,31 @@ def make_reinforce(config: ReinforceConfig = ReinforceConfig()):
         tx = base.trainable_optimizer(config, hparams.lr, maze)
         beta = hparams.beta.astype(base.F64)
 
-        def probe(carry):
-            metrics = base.exact_metrics(maze, carry[0])
-            return {**metrics, "loss": beta * metrics["hitting_time"] - 1.0, "moves": carry[3]}
+        exact_rule = config.horizon_rule == "exact"
+
+        def measure(carry):
+            hitting_time = exact.hitting_time(maze, carry[0])
+            return {"hitting_time": hitting_time, "loss": beta * hitting_time - 1.0}
+
+        def probe(carry):  # the exact rule's steps measure H themselves (one solve per step, not two)
+            metrics = {"types": base.exact_types(maze, carry[0]), "moves": carry[3]}
+            return metrics if exact_rule else {**metrics, **measure(carry)}
 
         def step(carry, t):
             logits, opt_state, estimate, moves = carry
-            H = exact.hitting_time(maze, logits) if config.horizon_rule == "exact" else estimate
+            measured = measure(carry) if exact_rule else {}
+            H = measured["hitting_time"] if exact_rule else estimate
             horizon = pg.rollout_horizon(hparams.horizon, hparams.horizon_scale, H)
             key_t = jax.random.fold_in(key, t)
             gradient, walks = reinforce_gradient(maze, logits, key_t, config.num_rollouts, horizon, hparams.beta)
             logits, opt_state = base.descend(tx, logits, opt_state, -gradient, maze, base.train_fork(config))
             length = ordered_sum(walks.length.astype(base.F64))
-            return (logits, opt_state, length / config.num_rollouts, moves + 2 * length), {}
+            return (logits, opt_state, length / config.num_rollouts, moves + 2 * length), measured
 
         start = (init_logits, tx.init(init_logits), jnp.asarray(jnp.inf, base.F64), jnp.zeros((), base.F64))
         (logits, *_), records = base.train_loop(
-            step, start, steps=config.steps, record_every=config.record_every, probe=probe, measure=lambda carry: {},
+            step, start, steps=config.steps, record_every=config.record_every, probe=probe,
+            measure=measure if exact_rule else lambda carry: {},
         )
         return base.result(logits, records, config, extra={"moves": records["moves"]})
 
