@@ -73,12 +73,14 @@ def main():
         jax.block_until_ready(out)
         return (time.perf_counter() - start) / reps
 
-    def peak_rate(maze, walks):
-        """The stepper's own moves/s: base policy, horizon 512, ``walks`` walks."""
+    def peak_rate(maze, walks, reps=9):
+        """The stepper's own moves/s: base policy, horizon 512, ``walks`` walks: median and range of
+        ``reps`` timed calls (single calls on this machine range over 2x)."""
         base = mj.pretrained_logits(maze)
         run = jax.jit(lambda key: jnp.sum(mj.sample_walks(maze, base, key, walks, 512).length, dtype=jnp.int64))
         moves = int(run(jax.random.key(0)))
-        return moves / timed(run, jax.random.key(1))
+        rates = [moves / timed(run, jax.random.key(1), reps=1) for _ in range(reps)]
+        return float(np.median(rates)), min(rates), max(rates)
 
     def train_run(train, keys, hparams, maze):
         init = mj.pretrained_logits(maze)
@@ -102,8 +104,9 @@ def main():
     t_H, t_grad, t_walk = timed(H_of, logits), timed(grad_of, logits, keys), timed(walks_of, logits, keys)
     print(f"one step at the base policy (horizon 550), all runs: exact H {t_H * 1e3:.0f} ms, walks for the "
           f"advantages {t_walk * 1e3:.0f} ms, weighted-count walks and gradient {(t_grad - t_walk) * 1e3:.0f} ms")
-    peak = peak_rate(maze, runs * 128)
-    print(f"stepper peak (horizon 512, {runs * 128} walks): {peak / 1e6:.0f} M moves/s")
+    peak, low, high = peak_rate(maze, runs * 128)
+    print(f"stepper peak (horizon 512, {runs * 128} walks): {peak / 1e6:.0f} M moves/s (median of 9 calls, "
+          f"{low / 1e6:.0f}-{high / 1e6:.0f})")
     for rule in ("exact", "estimate"):
         config = ReinforceConfig(steps=steps, horizon_rule=rule)
         result, compile_s, run_s = train_run(make_reinforce(config), keys, ReinforceHParams.create(), maze)
