@@ -138,7 +138,9 @@ def sample_walks(
       record: length of the state buffer (static); 0 records nothing (``num * record < 2**31``).
       counts: also return move counts [S, D] (static flag).
       weights: float [num] per-rollout weights of ``counts`` (default 1), e.g. advantages for a
-        REINFORCE gradient ``sum_i A_i (N_i[s, a] - N_i[s] pi(a | s))``.
+        REINFORCE gradient ``sum_i A_i (N_i[s, a] - N_i[s] pi(a | s))``. All zero: nothing is
+        counted (the counts are zeros), so a pass that needs only lengths can share the kernel
+        of a counting pass, e.g. in a loop, at about the cost of an uncounted call.
       devices: None, or a sequence of devices to split the rollouts over (``num`` a multiple of
         their number; see :func:`rollout`).
       lanes: the pool size (static; speed only, split over ``devices``).
@@ -283,6 +285,8 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     no_count = B * table  # the tally's last entry: where moves that are not counted go
     hz = horizon.astype(jnp.uint32)  # [B]
     queue = num > lanes  # stage 0 refills lanes from a queue (else every walk has its own lane)
+    # all weights zero (e.g. a first pass that only needs lengths): the counts are zeros, skip them
+    counting = jnp.any(weights != 0) if counts else None
     round_moves = _round_moves(num, lanes, sizes)
 
     def move(state, word, goal, run):
@@ -346,7 +350,8 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
             moving = state != S
             if counts:  # counted in the loop (same order as a scatter of the round's [R, lanes] moves)
                 # moves past the horizon (at most R - 1 per walk) are overshoot: never counted
-                tally = tally.at[jnp.where(moving & (k < h), flat, no_count)].add(weight, mode="promise_in_bounds")
+                at = jnp.where(moving & (k < h), flat, no_count)
+                tally = lax.cond(counting, lambda t: t.at[at].add(weight, mode="promise_in_bounds"), lambda t: t, tally)
             return (nxt, k + moving.astype(jnp.uint32), w, tally), jnp.where(moving, entered, -1) if record else None
 
         k0 = lanes_["k"]
