@@ -539,9 +539,8 @@ def test_results_do_not_depend_on_the_pool_size():
 
 
 def test_round_lengths_do_not_change_a_walk_or_its_float_sums(monkeypatch):
-    """Rounds without refills (every stage when each walk has its own lane, the later stages otherwise)
-    may have any length: the walks, records and float sums of weighted counts keep their bits (the
-    stages after a refilling one run the same code; the slow pool-size test covers refills)."""
+    """When each walk has its own lane no lane is ever refilled, so the rounds of every stage may have
+    any length: the walks, records and float sums of weighted counts keep their bits."""
     from mazejax.simulate import walks as walks_module
 
     maze = mazejax.Maze(3, 2, 2)
@@ -555,7 +554,8 @@ def test_round_lengths_do_not_change_a_walk_or_its_float_sums(monkeypatch):
                                                   stats=True))(keys, weights)
 
     before, stats = run()
-    monkeypatch.setattr(walks_module, "TAIL_ROUND", 5)
+    monkeypatch.setattr(walks_module, "SHORT_ROUND", 5)  # the first stage's rounds
+    monkeypatch.setattr(walks_module, "ROUND", 7)  # the second's
     after, _ = run()
     monkeypatch.undo()
     walks_module._runs_jit.clear_cache()

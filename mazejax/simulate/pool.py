@@ -9,12 +9,11 @@ full-length walks). The kernels keep a fixed **pool of lanes** instead:
 * stage 0 (``P`` lanes) *refills* after every round: finished lanes write their walk's results to
   the ``[num]`` outputs and take the next walk indices from a queue counter (exclusive prefix sum
   over the finished lanes). When every walk has a lane from the start (``num <= P``, e.g. a
-  trainer's batch) there is no queue and stage 0 only moves, in shorter rounds: a lane whose walk
-  ended waits less for the stage to end;
+  trainer's batch) there is no queue and stage 0 only moves (in shorter rounds: a lane whose walk
+  ended waits less for the round to end);
 * when the queue runs dry the pool **shrinks**: stage ``s`` has ``P / 2**s`` lanes (static shapes,
-  its own ``while_loop``), by quarters below :data:`SMALL_LANES`, down to :data:`MIN_LANES`; a
-  stage is left when the walks in progress fit the next one, whose lanes are then filled by
-  compacting them (prefix sum); later stages only move.
+  its own ``while_loop``) down to :data:`MIN_LANES`; a stage is left when the walks in progress fit
+  the next one, whose lanes are then filled by compacting them (prefix sum); later stages only move.
 
 Memory is O(lanes) whatever the horizon, plus O(num) for the outputs and per-walk seeds. Under
 ``jax.vmap`` every run shrinks its own pool; runs that are done are frozen by the batched loop's
@@ -36,9 +35,6 @@ from mazejax.simulate.common import AXIS
 
 #: The smallest pool stage (lanes).
 MIN_LANES = 128
-#: Stages of at most this many lanes shrink by 4, not 2: a move of so few lanes costs about the same
-#: whatever their number, and every stage is one more loop to compile (speed only).
-SMALL_LANES = 2048
 
 
 class PoolStats(NamedTuple):
@@ -58,12 +54,10 @@ class PoolStats(NamedTuple):
 
 
 def stage_sizes(num: int, lanes: int) -> tuple:
-    """Static pool sizes ``P, P / 2, ...`` (``P = min(num, lanes)``) down to :data:`SMALL_LANES`, then
-    a quarter at a time down to :data:`MIN_LANES`."""
+    """Static pool sizes ``P, P / 2, ...`` (``P = min(num, lanes)``) down to :data:`MIN_LANES`."""
     sizes = [min(num, lanes)]
     while sizes[-1] // 2 >= MIN_LANES:
-        size = sizes[-1]
-        sizes.append(size // 2 if size > SMALL_LANES else max(size // 4, MIN_LANES))
+        sizes.append(sizes[-1] // 2)
     return tuple(sizes)
 
 
@@ -161,5 +155,5 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
     return glob, jnp.stack(rounds)
 
 
-__all__ = ["MIN_LANES", "SMALL_LANES", "PoolStats", "compact", "devices_of", "next_walks", "run_stages", "sharded", "stage_sizes",
+__all__ = ["MIN_LANES", "PoolStats", "compact", "devices_of", "next_walks", "run_stages", "sharded", "stage_sizes",
            "stats"]

@@ -18,7 +18,7 @@ made, not to ``num x`` the longest walk, and memory is O(lanes) whatever the hor
 for the results and ``num * record`` for a state buffer). A move is two table lookups
 (:mod:`mazejax.simulate.alias`), one hash (:mod:`mazejax.simulate.rng`) and a few integer
 operations, branch-free; a walk that hits its target moves to an absorbing sink row. Walks past
-the horizon are cut at the end of a round (:data:`ROUND` or :data:`TAIL_ROUND` moves; their extra
+the horizon are cut at the end of a round (:data:`ROUND` or :data:`SHORT_ROUND` moves; their extra
 moves are never recorded or counted).
 
 **Devices.** ``devices=`` splits the walks in contiguous blocks over several devices, each running
@@ -44,12 +44,13 @@ from mazejax import validate
 from mazejax.maze import Maze
 from mazejax.simulate import alias, common, pool, rng
 
-#: Moves between refills of the pool (speed only: results do not depend on it).
+#: Moves between refills of the pool, and per round of the stages after the first (speed only:
+#: results do not depend on it).
 ROUND = 64
-#: Moves per round where no lane is refilled: the stages after the first, and every stage when each
-#: walk has its own lane (``num <= lanes``, e.g. a trainer's batch). Speed only: a walk's moves are
-#: made and counted in the same order, whatever the round length.
-TAIL_ROUND = 16
+#: Moves per round of the first stage when every walk has its own lane (``num <= lanes``, e.g. a
+#: trainer's batch, whose short walks then wait less for their round to end). Speed only: without
+#: refills a walk's moves are made and counted in the same order, whatever the round length.
+SHORT_ROUND = 16
 #: Default pool size (speed only).
 LANES = 16384
 _UNROLL = 8  # scan unroll of a round in the first stage (speed only)
@@ -261,9 +262,9 @@ def _split_kernel(tables, key, horizon, target, weights, *, layout, num, record,
 
 
 def _round_moves(num: int, lanes: int, sizes) -> tuple:
-    """Moves per round of each stage: :data:`ROUND` in a first stage that refills lanes from a queue
-    (``num > lanes``), :data:`TAIL_ROUND` elsewhere."""
-    return tuple(ROUND if s == 0 and num > lanes else TAIL_ROUND for s in range(len(sizes)))
+    """Moves per round of each stage: :data:`SHORT_ROUND` in a first stage without a queue
+    (``num <= lanes``), :data:`ROUND` elsewhere."""
+    return tuple(SHORT_ROUND if s == 0 and num <= lanes else ROUND for s in range(len(sizes)))
 
 
 def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
@@ -403,4 +404,4 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     return out, rounds
 
 
-__all__ = ["LANES", "ROUND", "TAIL_ROUND", "Walks", "rollout", "sample_walks"]
+__all__ = ["LANES", "ROUND", "SHORT_ROUND", "Walks", "rollout", "sample_walks"]
