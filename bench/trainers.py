@@ -66,13 +66,15 @@ def main():
     seeds = 2 if args.quick else args.seeds
     print(machine_line())
 
-    def timed(fn, *a, reps=3):
+    def timed(fn, *a, reps=5):
+        """Median seconds of ``reps`` calls after a warm-up (single calls here vary up to 2x)."""
         jax.block_until_ready(fn(*a))
-        start = time.perf_counter()
+        seconds = []
         for _ in range(reps):
-            out = fn(*a)
-        jax.block_until_ready(out)
-        return (time.perf_counter() - start) / reps
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*a))
+            seconds.append(time.perf_counter() - start)
+        return float(np.median(seconds))
 
     def peak_rate(maze, walks, reps=9):
         """The stepper's own moves/s: base policy, horizon 512, ``walks`` walks: the best and the median
