@@ -554,8 +554,9 @@ def test_round_lengths_do_not_change_a_walk_or_its_float_sums(monkeypatch):
                                                   stats=True))(keys, weights)
 
     before, stats = run()
-    monkeypatch.setattr(walks_module, "SHORT_ROUND", 5)  # the first stage's rounds
-    monkeypatch.setattr(walks_module, "ROUND", 7)  # the second's
+    monkeypatch.setattr(walks_module, "SHORT_ROUND", 5)  # the 900-lane stage's rounds
+    monkeypatch.setattr(walks_module, "SHORT_ROUND_LANES", 500)
+    monkeypatch.setattr(walks_module, "ROUND", 7)  # the smaller stages
     after, _ = run()
     monkeypatch.undo()
     walks_module._runs_jit.clear_cache()

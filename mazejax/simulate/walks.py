@@ -44,13 +44,16 @@ from mazejax import validate
 from mazejax.maze import Maze
 from mazejax.simulate import alias, common, pool, rng
 
-#: Moves between refills of the pool, and per round of the stages after the first (speed only:
-#: results do not depend on it).
+#: Moves between refills of the pool, and per round of the other stages but the large ones of a pool
+#: without a queue (speed only: results do not depend on it).
 ROUND = 64
-#: Moves per round of the first stage when every walk has its own lane (``num <= lanes``, e.g. a
-#: trainer's batch, whose short walks then wait less for their round to end). Speed only: without
-#: refills a walk's moves are made and counted in the same order, whatever the round length.
+#: Moves per round of the stages of more than :data:`SHORT_ROUND_LANES` lanes when every walk has its
+#: own lane (``num <= lanes``, e.g. a trainer's batch, whose short walks then wait less for their
+#: round to end). Speed only: without refills a walk's moves are made and counted in the same order,
+#: whatever the round length.
 SHORT_ROUND = 16
+#: See :data:`SHORT_ROUND` (smaller stages are overhead-bound and keep :data:`ROUND`).
+SHORT_ROUND_LANES = 2048
 #: Default pool size (speed only).
 LANES = 16384
 _UNROLL = 8  # scan unroll of a round in the first stage (speed only)
@@ -262,9 +265,10 @@ def _split_kernel(tables, key, horizon, target, weights, *, layout, num, record,
 
 
 def _round_moves(num: int, lanes: int, sizes) -> tuple:
-    """Moves per round of each stage: :data:`SHORT_ROUND` in a first stage without a queue
-    (``num <= lanes``), :data:`ROUND` elsewhere."""
-    return tuple(SHORT_ROUND if s == 0 and num <= lanes else ROUND for s in range(len(sizes)))
+    """Moves per round of each stage: :data:`SHORT_ROUND` in the stages of more than
+    :data:`SHORT_ROUND_LANES` lanes of a pool without a queue (``num <= lanes``), :data:`ROUND`
+    elsewhere."""
+    return tuple(SHORT_ROUND if num <= lanes and size > SHORT_ROUND_LANES else ROUND for size in sizes)
 
 
 def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
@@ -339,7 +343,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     def moves(lanes_, glob, first):
         """``R`` moves of every lane, then lanes at their run's horizon are sent to the sink."""
         g, goal, run = lanes_["g"], lanes_["goal"], lanes_["run"]
-        R = round_moves[0] if first else round_moves[-1]
+        R = dict(zip(sizes, round_moves))[lanes_["state"].shape[0]]  # this stage's
 
         h = hz[run]
         weight = lanes_["weight"] if counts else None
@@ -404,4 +408,4 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     return out, rounds
 
 
-__all__ = ["LANES", "ROUND", "SHORT_ROUND", "Walks", "rollout", "sample_walks"]
+__all__ = ["LANES", "ROUND", "SHORT_ROUND", "SHORT_ROUND_LANES", "Walks", "rollout", "sample_walks"]
