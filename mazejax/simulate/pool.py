@@ -120,7 +120,8 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
 
     ``moves(lanes, glob, first)`` runs one round of moves (``first``: in stage 0),
     ``refill(lanes, glob)`` writes the ended walks' results and hands their lanes new walks from
-    the queue (None when every walk already has its lane: stage 0 then only moves, like the others), ``flush(lanes, glob)`` writes the results of ended walks (without refilling),
+    the queue (None when every walk already has its lane: stage 0 then only moves, like the
+    others), ``flush(lanes, glob)`` writes the results of ended walks (without refilling),
     ``active(lanes)`` is a bool [lanes] mask of the walks still in progress, ``pending(glob)`` whether
     walks wait in the queue (default ``glob["next"] < len(glob["length"])``). Stage 0 refills after
     every round and runs while the queue has walks or the active walks do not fit stage 1; later

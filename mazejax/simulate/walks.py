@@ -44,8 +44,8 @@ from mazejax import validate
 from mazejax.maze import Maze
 from mazejax.simulate import alias, common, pool, rng
 
-#: Moves between refills of the pool, and per round of the other stages but the large ones of a pool
-#: without a queue (speed only: results do not depend on it).
+#: Moves between refills of the pool, and per round of every stage that :data:`SHORT_ROUND` does not
+#: cover (speed only: results do not depend on it).
 ROUND = 64
 #: Moves per round of the stages of more than :data:`SHORT_ROUND_LANES` lanes when every walk has its
 #: own lane (``num <= lanes``, e.g. a trainer's batch, whose short walks then wait less for their
