@@ -548,7 +548,7 @@ def test_round_lengths_do_not_change_a_walk_or_its_float_sums(monkeypatch):
     keys = jax.random.split(jax.random.key(9), 3)
     weights = np.random.default_rng(1).normal(size=(3, 300)).astype(np.float32)  # sums not exact in float32
 
-    def run():  # 3 runs of 300 walks folded into one pool of 900 lanes, one per walk, then 225 lanes
+    def run():  # 3 runs of 300 walks folded into one pool of 900 lanes, one per walk, then 450 and 225
         walks_module._runs_jit.clear_cache()
         return jax.vmap(lambda k, w: sample_walks(maze, logits, k, 300, 200, record=20, counts=True, weights=w,
                                                   stats=True))(keys, weights)
@@ -561,7 +561,8 @@ def test_round_lengths_do_not_change_a_walk_or_its_float_sums(monkeypatch):
     monkeypatch.undo()
     walks_module._runs_jit.clear_cache()
     _fields_equal(before, after)
-    assert np.all(np.asarray(stats.rounds[0]) > 0)  # both stages ran
+    np.testing.assert_array_equal(stats.sizes[0], [900, 450, 225])  # the shared pool's stages, as run
+    assert np.all(np.asarray(stats.rounds[0]) > 0)  # every stage ran
     assert 0 < int(np.asarray(before.length >= 200).sum()) < 900  # some walks are cut inside a round
 
 

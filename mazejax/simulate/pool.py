@@ -41,14 +41,15 @@ class PoolStats(NamedTuple):
     """Diagnostics of one pool run.
 
     Attributes:
-      sizes: the static stage sizes (lanes).
+      sizes: the stage sizes (lanes): a static tuple, or int32 [stages] from ``sample_walks`` without
+        ``devices`` (under vmap: of the pool that all runs' walks share, like ``rounds``).
       rounds: int32 [stages] ([devices, stages] with ``devices``): rounds run in each stage (under
         vmap: rounds of the batched loop, the same for every run).
       lane_steps: float32 scalar, ``sum rounds * sizes * round_moves`` (over devices too): the
         lane-steps spent, useful moves included.
     """
 
-    sizes: tuple
+    sizes: tuple | jax.Array
     rounds: jax.Array
     lane_steps: jax.Array
 

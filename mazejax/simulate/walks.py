@@ -190,9 +190,8 @@ def sample_walks(
         *(x[None] for x in (*tables, key, horizon, drawn, zero, jnp.int32(0))))
     out = {k: v if k in _DIAGNOSTICS else v[0] for k, v in out.items()}
     walks = _walks(out, drawn, num, record, counts, layout)
-    if stats:
-        sizes = pool.stage_sizes(num, lanes)  # the pool of one run; under vmap, of the whole batch
-        return walks, pool.PoolStats(sizes, out["rounds"], out["lane_steps"])
+    if stats:  # of the whole pool: under vmap, of all runs' walks folded together
+        return walks, pool.PoolStats(out["sizes"], out["rounds"], out["lane_steps"])
     return walks
 
 
@@ -209,7 +208,7 @@ def _walks(out: dict, target, num: int, record: int, counts: bool, layout) -> Wa
     )
 
 
-_DIAGNOSTICS = ("rounds", "lane_steps")  # pool diagnostics: of the whole batch of runs, not per run
+_DIAGNOSTICS = ("sizes", "rounds", "lane_steps")  # pool diagnostics: of the whole batch of runs, not per run
 
 
 @functools.cache
@@ -238,7 +237,7 @@ def _runs_jit(alias_entry, successor_code, degree, key, horizon, target, weights
                               record=record, counts=counts, lanes=lanes, layout=layout, sizes=sizes)
     moves = jnp.asarray(sizes, jnp.float32) * jnp.asarray(_round_moves(num, lanes, sizes), jnp.float32)
     lane_steps = jnp.sum(rounds.astype(jnp.float32) * moves)
-    return {**out, "rounds": rounds, "lane_steps": lane_steps}
+    return {**out, "sizes": jnp.asarray(sizes, jnp.int32), "rounds": rounds, "lane_steps": lane_steps}
 
 
 @functools.partial(jax.jit, static_argnames=("layout", "num", "record", "counts", "lanes", "mesh"))
