@@ -9,8 +9,8 @@ full-length walks). The kernels keep a fixed **pool of lanes** instead:
 * stage 0 (``P`` lanes) *refills* after every round: finished lanes write their walk's results to
   the ``[num]`` outputs and take the next walk indices from a queue counter (exclusive prefix sum
   over the finished lanes). When every walk has a lane from the start (``num <= P``, e.g. a
-  trainer's batch) there is no queue and stage 0 only moves (in shorter rounds: a lane whose walk
-  ended waits less for the round to end);
+  trainer's batch) there is no queue and stage 0 only moves (the plain-walk kernel then uses
+  shorter rounds in its large stages, so a lane whose walk ended waits less for the round to end);
 * when the queue runs dry the pool **shrinks**: stage ``s`` has ``P / 2**s`` lanes (static shapes,
   its own ``while_loop``) down to :data:`MIN_LANES`; a stage is left when the walks in progress fit
   the next one, whose lanes are then filled by compacting them (prefix sum); later stages only move.

@@ -291,7 +291,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     queue = num > lanes  # stage 0 refills lanes from a queue (else every walk has its own lane)
     # all weights zero (e.g. a first pass that only needs lengths): the counts are zeros, skip them
     counting = jnp.any(weights != 0) if counts else None
-    round_moves = _round_moves(num, lanes, sizes)
+    round_of = dict(zip(sizes, _round_moves(num, lanes, sizes)))  # moves per round, by stage size
 
     def move(state, word, goal, run):
         """One move of every lane: (next state (sink after a hit), state entered, flat (run, s, slot))."""
@@ -342,7 +342,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     def moves(lanes_, glob, first):
         """``R`` moves of every lane, then lanes at their run's horizon are sent to the sink."""
         g, goal, run = lanes_["g"], lanes_["goal"], lanes_["run"]
-        R = dict(zip(sizes, round_moves))[lanes_["state"].shape[0]]  # this stage's
+        R = round_of[lanes_["state"].shape[0]]
 
         h = hz[run]
         weight = lanes_["weight"] if counts else None

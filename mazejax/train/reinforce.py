@@ -25,8 +25,8 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from flax import struct
+from jax import lax
 
 from mazejax import exact, simulate, validate
 from mazejax.maze import Maze
