@@ -87,6 +87,7 @@ def test_fork_reference_values_against_dense():
     assert base["symmetric"] and base["reenter_mean"] == pytest.approx(1 / W)
 
 
+@pytest.mark.slow
 def test_exact_rlvr_with_trained_fork_beats_the_frozen_value():
     W, K, L = 3, 2, 1
     maze = mazejax.Maze(W, K, L)
@@ -152,6 +153,7 @@ def test_truncated_trainer_records_match_matrix_powers():
     assert float(result.extra["hit_probability"][-1]) > hit0
 
 
+@pytest.mark.slow
 def test_truncated_horizon_too_short_to_retreat_unlearns_backtracking():
     """With T below the cost of one failed branch plus a retreat, only the first branch counts:
     the trained policy stops backtracking (b, d fall) and its unlimited-horizon H explodes."""
@@ -168,6 +170,7 @@ def test_truncated_horizon_too_short_to_retreat_unlearns_backtracking():
 # Item 5: the sign of each per-depth gradient
 
 
+@pytest.mark.slow
 def test_gradient_signs_full_and_symmetric_agree():
     maze = mazejax.Maze(2, 4, 2)
     sym = tr.rlvr_symmetric(maze, steps=10, lr=0.01)

@@ -82,6 +82,7 @@ def test_tree_layout_rejects_non_trees():
         tree.tree_layout(Maze.from_edges([(0, 1), (1, 2), (2, 0)], 0, [2]))
 
 
+@pytest.mark.slow
 def test_tree_study_small():
     from mazejax import trees
 
@@ -139,6 +140,7 @@ def test_mixture_limit_is_row_normalised_counts():
     assert H0 == pytest.approx(float(reference.sft_limit_hitting_time(3, 3, 2)), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_exact_mixture_sft_p0_is_golden_sft_and_p_positive_reaches_backtracker():
     maze = Maze(3, 3, 2)
     init = pretrained_logits(maze, jnp.float64)

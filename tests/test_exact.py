@@ -162,6 +162,7 @@ def test_gradient_matches_finite_differences(make):
                                rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_forward_mode_and_hessian_agree_with_reverse_mode():
     """The chain solver's fork level has a custom JVP: jvp, jacfwd and hessian work and agree."""
     maze = mj.Maze(2, 2, 2)
@@ -236,6 +237,7 @@ def test_results_are_float64_and_gradients_keep_the_logits_dtype():
     assert jax.grad(exact.hitting_time, argnums=1)(maze, base).dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_symmetric_solver_matches_the_full_solver():
     """Branch-symmetric policies: the O(K) quotient solver against the chain solver on the full maze."""
     rng = np.random.default_rng(2)
@@ -281,6 +283,7 @@ else:
 
 jax.config.update("jax_enable_x64", True)  # the README's one line
 f = lambda t: mj.exact.hitting_time(maze, t)
+compiled = jax.jit(f)  # the differences: one compiled program, called 2 x (valid moves) times
 rng = np.random.default_rng(0)
 theta = np.where(maze.valid, rng.normal(size=maze.valid.shape), -np.inf)
 thetas = np.stack([theta, np.where(maze.valid, rng.normal(size=maze.valid.shape), -np.inf)])
@@ -292,7 +295,7 @@ def differences(t):
         up, down = t.copy(), t.copy()
         up[s, a] += 1e-6
         down[s, a] -= 1e-6
-        out[s, a] = (float(f(up)) - float(f(down))) / 2e-6
+        out[s, a] = (float(compiled(up)) - float(compiled(down))) / 2e-6
     return out
 
 expected = differences(theta)

@@ -347,6 +347,7 @@ def test_scaffold_backtracker_cost_is_exact_and_independent_of_L(mode):  # mask:
     np.testing.assert_array_equal(lengths[0], lengths[1])
 
 
+@pytest.mark.slow
 def test_scaffold_sft_cost_is_linear_in_L():
     W, K = 4, 2
     for L in (1, 2, 4):
@@ -356,6 +357,7 @@ def test_scaffold_sft_cost_is_linear_in_L():
         assert mean_within(walks.length, scaffold_sft_aggregate_cost(W, K, L))
 
 
+@pytest.mark.slow
 def test_scaffold_mask_with_distinct_copies_equals_aggregate_moves():
     """With L = 1 both semantics make the same moves; mask costs one proposal per move."""
     maze = mazejax.Maze(3, 3, 1)

@@ -109,6 +109,7 @@ def test_rows_match_single_runs_and_carry_every_setting(reference_table):
         assert float(row["hitting_time"]) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_other_settings_add_rows_beside_the_old_ones(config_file, reference_table, tmp_path):
     """Issue: a rerun with lr = 0.5 into the same folder used to keep the lr = 0.05 rows silently."""
     out = str(tmp_path)
@@ -176,6 +177,7 @@ def test_resume_after_sigkill(config_file, reference_table, tmp_path):
     assert values == reference_table[0]
 
 
+@pytest.mark.slow
 def test_two_processes_merge_into_the_same_table(config_file, reference_table, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -46,6 +46,7 @@ def test_both_policies_reproduce_the_base_model(rows):
     assert "neural_reinforce[policy=transformer]" in (out / "tables" / "growth_per_depth.md").read_text()
 
 
+@pytest.mark.slow
 def test_transformer_row_is_the_one_run_trainer_on_the_unpadded_maze(rows):
     """The grid's largest maze (no padding): the row is init, train and evaluate with the run's keys."""
     table, _ = rows

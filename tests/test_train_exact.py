@@ -92,6 +92,7 @@ def test_rlvr_keeps_infinite_logits_and_zero_beta_freezes(maze332):
     np.testing.assert_array_equal(np.asarray(frozen.logits), init)
 
 
+@pytest.mark.slow
 def test_rlvr_vmaps_over_learning_rates_and_stacked_mazes_compiling_once():
     mazes = [mazejax.Maze(3, 3, 2), mazejax.Maze(2, 2, 3)]
     lrs = np.array([0.01, 0.03, 0.1], np.float32)
@@ -137,6 +138,7 @@ def test_rlvr_paper_trajectory_w15_k15_l5():
         assert np.all(np.asarray(result.types[name])[-1] > 0.9999)
 
 
+@pytest.mark.slow
 def test_symmetric_trajectory_equals_the_full_trainer_on_a_padded_maze():
     """The fast path (O(K) per step) reaches bit for bit the full trainer's logits, also padded."""
     W, K, L, steps = 3, 3, 2, 120
@@ -238,6 +240,7 @@ def test_sft_exact_trains_forward_types_only(maze332):
     np.testing.assert_array_equal(np.asarray(result.logits)[~on_golden], init[~on_golden])
 
 
+@pytest.mark.slow
 def test_sampled_sft_vmaps_over_keys(maze332):
     keys = jax.random.split(jax.random.key(3), 2)
     train = tr.make_sft(tr.SFTConfig(steps=40, batch_size=8, record_every=20))

@@ -117,6 +117,7 @@ def test_reinforce_gradient_is_unbiased(tiny):
     assert np.median(np.abs(exact_grad[trainable]) / stderr) > 5  # the test can tell a wrong sign
 
 
+@pytest.mark.slow
 def test_reinforce_runs_vmapped_once_per_configuration(maze332):
     """One trace for a vmap over keys x hyperparameters; only trainable logits move; it learns."""
     config = ReinforceConfig(steps=40, num_rollouts=128, record_every=10)
@@ -337,6 +338,7 @@ def test_ppo_clipped_surrogate_matches_per_move_formula(maze332, ppo_batch):
         assert value == pytest.approx(total / 12, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ppo_vmaps_over_keys_hparams_and_padded_mazes_with_one_trace(maze332):
     """One trace per static configuration; a padded maze in a stack gets its own run; it learns."""
     small = mazejax.Maze(2, 2, 1)
@@ -377,6 +379,7 @@ def teacher332(maze332):
     return mazejax.typed_logits(maze332, 0.9, 0.95, 0.95, 0.9)
 
 
+@pytest.mark.slow
 def test_teacher_transitions_match_sampled_traces(maze332, teacher332):
     population = np.asarray(jax.jit(teacher_transitions)(maze332, teacher332))
     assert population.sum() == pytest.approx(1.0, rel=1e-12)
@@ -405,6 +408,7 @@ def test_distillation_on_exact_transitions_recovers_the_teacher(maze332, teacher
     assert np.all(np.diff(np.asarray(result.loss)) < 0)
 
 
+@pytest.mark.slow
 def test_distill_public_api_vmaps_over_keys_and_learns(maze332, teacher332):
     run = jax.jit(jax.vmap(lambda k: distill(maze332, k, teacher332, steps=100, record_every=50)))
     result = run(jax.random.split(jax.random.key(0), 2))

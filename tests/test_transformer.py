@@ -64,6 +64,7 @@ def test_init_reproduces_tabular_policy_exactly(maze332, positions, which):
         np.testing.assert_array_equal(np.asarray(step_logits), np.asarray(got[0, t]))
 
 
+@pytest.mark.slow
 def test_decoding_matches_teacher_forcing_beyond_the_context(maze332):
     """With trained-looking (random) weights, the KV ring cache gives the teacher-forced logits on
     walks much longer than the context window."""
@@ -108,6 +109,7 @@ def test_tabular_sequence_policy_matches_exact(maze332):
     assert np.all(np.asarray(logp) <= 0) and np.isfinite(np.asarray(logp)).all()
 
 
+@pytest.mark.slow
 def test_reinforce_vmaps_over_seeds_once_and_learns(maze332):
     """One trace for a vmap over 8 seeds and hyperparameters; frozen table rows stay, the network moves."""
     config = NeuralReinforceConfig(steps=5, num_rollouts=16, horizon=128, chunk=16, grad_chunk=8, width=16)
