@@ -19,7 +19,11 @@ start and the end of training). The REINFORCE workload is run twice: with the ex
 
     python bench/trainers.py
     python bench/trainers.py --quick      # 128 runs, 2 PPO seeds, fewer steps
+    python bench/trainers.py --devices 1  # one XLA CPU device (default: one per core, the runs split over them)
     python bench/trainers.py --gpu
+
+With several devices, the training runs and the peak's walks are split over them (``shard_map`` over
+the runs; identical results: the sum of the final H is printed); the breakdown runs on one device.
 """
 
 from __future__ import annotations
@@ -40,14 +44,19 @@ def main():
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--runs", type=int, default=1024, help="REINFORCE runs")
     parser.add_argument("--seeds", type=int, default=8, help="PPO seeds")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="devices to split the runs over (default: one per CPU core; 1 with --gpu)")
     args = parser.parse_args()
+    count = args.devices or (1 if args.gpu else os.cpu_count() or 1)
     if not args.gpu:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
     import jax
     import jax.numpy as jnp
     import numpy as np
     import optax
     from jax import lax
+    from jax.sharding import NamedSharding, PartitionSpec
 
     jax.config.update("jax_enable_x64", True)
     from common import machine_line
@@ -64,7 +73,13 @@ def main():
         raise SystemExit("--gpu: no GPU backend")
     runs = 128 if args.quick else args.runs
     seeds = 2 if args.quick else args.seeds
+    devices = jax.local_devices()[:count]
+    if len(devices) < count or runs % count or seeds % count:
+        raise SystemExit(f"--devices {count}: need that many devices ({len(jax.local_devices())} here) dividing "
+                         f"--runs {runs} and --seeds {seeds}")
+    mesh = jax.make_mesh((count,), ("runs",), devices=devices)
     print(machine_line())
+    print(f"training runs and peak walks split over {count} device(s); breakdowns on one")
 
     def timed(fn, *a, reps=5):
         """Median seconds of ``reps`` calls after a warm-up (single calls here vary up to 2x)."""
@@ -80,14 +95,19 @@ def main():
         """The stepper's own moves/s: base policy, horizon 512, ``walks`` walks: the best and the median
         of ``reps`` timed calls (on a 2-core CPU single calls range over 2x, as XLA's threads compete)."""
         base = mj.pretrained_logits(maze)
-        run = jax.jit(lambda key: jnp.sum(mj.sample_walks(maze, base, key, walks, 512).length, dtype=jnp.int64))
-        moves = int(run(jax.random.key(0)))
+        run = lambda key: mj.sample_walks(maze, base, key, walks, 512, devices=devices).length  # noqa: E731
+        moves = int(np.asarray(run(jax.random.key(0)), np.int64).sum())
         rates = [moves / timed(run, jax.random.key(1), reps=1) for _ in range(reps)]
         return max(rates), float(np.median(rates))
 
     def train_run(train, keys, hparams, maze):
         init = mj.pretrained_logits(maze)
-        fn = jax.jit(jax.vmap(train, in_axes=(0, None, None, None)))
+        runs = jax.vmap(train, in_axes=(0, None, None, None))
+        replicated, split = PartitionSpec(), PartitionSpec("runs")
+        fn = jax.jit(jax.shard_map(runs, mesh=mesh, in_specs=(split, replicated, replicated, replicated),
+                                   out_specs=split, check_vma=False))
+        keys = jax.device_put(keys, NamedSharding(mesh, split))
+        hparams, maze, init = jax.device_put((hparams, maze, init), NamedSharding(mesh, replicated))
         start = time.perf_counter()
         compiled = fn.lower(keys, hparams, maze, init).compile()
         compile_s = time.perf_counter() - start
@@ -117,7 +137,7 @@ def main():
         moves = float(np.asarray(result.extra["moves"])[:, -1].sum())
         print(f"  horizon rule {rule:<8}: compile {compile_s:5.1f} s, run {run_s:6.1f} s, end to end "
               f"{compile_s + run_s:6.1f} s; H <= 1.15 x 35 in {np.mean(H <= 1.15 * 35):.3f} of runs (median "
-              f"{np.median(H):.2f}); moves sampled {moves:.3g}, {moves / run_s / 1e6:.0f} M/s = {moves / run_s / peak:.2f} "
+              f"{np.median(H):.2f}, sum {H.sum():.6f}); moves sampled {moves:.3g}, {moves / run_s / 1e6:.0f} M/s = {moves / run_s / peak:.2f} "
               f"of the peak")
 
     # ---------------------------------------------------------------------------------------
@@ -160,7 +180,7 @@ def main():
     result, compile_s, run_s = train_run(make_ppo(config), keys, PPOHParams.create(), maze)
     H = np.asarray(result.hitting_time)[:, -1]
     print(f"  compile {compile_s:.1f} s, run {run_s:.1f} s, end to end {compile_s + run_s:.1f} s; H <= 1.25 x 143 in "
-          f"{np.mean(H <= 1.25 * 143):.3f} of seeds (median {np.median(H):.1f})")
+          f"{np.mean(H <= 1.25 * 143):.3f} of seeds (median {np.median(H):.1f}, sum {H.sum():.6f})")
 
 
 if __name__ == "__main__":
