@@ -102,9 +102,9 @@ def main():
 
     def train_run(train, keys, hparams, maze):
         init = mj.pretrained_logits(maze)
-        runs = jax.vmap(train, in_axes=(0, None, None, None))
+        batched = jax.vmap(train, in_axes=(0, None, None, None))
         replicated, split = PartitionSpec(), PartitionSpec("runs")
-        fn = jax.jit(jax.shard_map(runs, mesh=mesh, in_specs=(split, replicated, replicated, replicated),
+        fn = jax.jit(jax.shard_map(batched, mesh=mesh, in_specs=(split, replicated, replicated, replicated),
                                    out_specs=split, check_vma=False))
         keys = jax.device_put(keys, NamedSharding(mesh, split))
         hparams, maze, init = jax.device_put((hparams, maze, init), NamedSharding(mesh, replicated))
