@@ -145,7 +145,7 @@ REPRODUCIBLE = textwrap.dedent(
 
 
 def _reproducible(tmp_path, config, layouts):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", REPRODUCIBLE, json.dumps(config), str(tmp_path), layouts], env=env,
                           capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-5000:]

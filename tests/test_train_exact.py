@@ -264,17 +264,17 @@ def test_sampled_sft_vmaps_over_keys(maze332):
 
 def test_backward_supervision_ablation(maze665):
     W, K, L = 6, 6, 5
-    result = tr.backward_supervision_ablation(maze665, jax.random.key(0), draws=100)
+    result = tr.backward_supervision_ablation(maze665, jax.random.key(0), draws=40)
     H, mean = np.asarray(result.hitting_time), np.asarray(result.mean_hitting_time)
-    assert H.shape == (11, 100) and H.dtype == np.float64
+    assert H.shape == (11, 40) and H.dtype == np.float64
     np.testing.assert_allclose(H[0], 2966043.18944, rtol=1e-12)
     np.testing.assert_allclose(H[-1], backtracker_h(W, K), rtol=1e-12)
     assert np.all(np.diff(mean) < 0)
-    supervised = np.asarray(result.supervised)  # [11, 100, 2, K]
+    supervised = np.asarray(result.supervised)  # [11, 40, 2, K]
     counts = supervised.sum(axis=(2, 3))
-    np.testing.assert_array_equal(counts, np.round(result.fraction * 2 * K)[:, None] * np.ones((1, 100)))
+    np.testing.assert_array_equal(counts, np.round(result.fraction * 2 * K)[:, None] * np.ones((1, 40)))
     assert np.all(supervised[1:] >= supervised[:-1])  # nested in p within each draw
-    assert len({tuple(s.ravel()) for s in supervised[5]}) > 50  # the draws differ
+    assert len({tuple(s.ravel()) for s in supervised[5]}) > 20  # the draws differ
     # one draw recomputed independently with the typed policy of the same supervised types
     p, r = 4, 17
     b = np.where(supervised[p, r, 0], 1.0, L / (L + 1))
