@@ -21,18 +21,22 @@ public functions of :mod:`mazejax.exact`).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from mazejax.maze import Maze
 from mazejax.ordered import ordered_sum
 from mazejax.policy import probabilities
 
 F64 = jnp.float64
-UNROLL = 8  # eliminations of at most this many states are unrolled (faster, longer compile)
+UNROLL = 8  # differentiated eliminations of at most this many states are unrolled (see eliminate)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5))
 def eliminate(Z, tgt, r, doomed, first, stop):
     """Eliminate states ``first, ..., stop - 1`` from a sub-chain, GTH style.
 
@@ -43,7 +47,32 @@ def eliminate(Z, tgt, r, doomed, first, stop):
     meaningless). Rows of pivots must be complete (all their outgoing probability is in ``Z`` or
     ``tgt``). Afterwards the rows of kept states describe the chain watched on kept states only.
     A pivot whose leaving probability is exactly zero is a trap: whoever can enter it is doomed.
+
+    The pivots run in a loop; only a derivative unrolls them (at most ``UNROLL`` pivots, through the
+    custom JVP, which JAX also transposes for reverse mode). Measured on one core of the Intel Xeon
+    host: unrolled, the value alone compiles ~1.6x slower and runs up to 2x slower under ``vmap``
+    (8 policies at W = K = 6, L = 5: 5.6 against 2.9 ms), while the value and gradient run up to 2x
+    faster ((6, 6, 5): 1.2 against 2.4 ms) for a longer compile.
     """
+    return _eliminate(Z, tgt, r, doomed, first, stop, unroll=False)
+
+
+@functools.partial(eliminate.defjvp, symbolic_zeros=True)
+def _eliminate_jvp(first, stop, primals, tangents):
+    # differentiate in the inputs with nonzero tangents only, as JAX would without the custom rule
+    # (e.g. costs that do not depend on the logits): no arithmetic on zeros
+    live = [not isinstance(t, SymbolicZero) for t in tangents]
+
+    def unrolled(*args):
+        given = iter(args)
+        return _eliminate(*(next(given) if l else x for x, l in zip(primals, live)), first, stop,
+                          unroll=stop - first <= UNROLL)
+
+    return jax.jvp(unrolled, [x for x, l in zip(primals, live) if l], [t for t, l in zip(tangents, live) if l])
+
+
+def _eliminate(Z, tgt, r, doomed, first, stop, unroll: bool):
+    """:func:`eliminate`, its pivots in a loop or (``unroll``) written out one by one."""
     idx = jnp.arange(Z.shape[0])
 
     def pivot(p, carry):
@@ -57,7 +86,7 @@ def eliminate(Z, tgt, r, doomed, first, stop):
         Z = jnp.where(off[None, :], Z + frac[:, None] * row[None, :], 0.0)
         return Z, tgt + frac * tgt[p], r + frac * r[p], doomed
 
-    return lax.fori_loop(first, stop, pivot, (Z, tgt, r, doomed), unroll=stop - first <= UNROLL)
+    return lax.fori_loop(first, stop, pivot, (Z, tgt, r, doomed), unroll=unroll)
 
 
 def target_costs(maze: Maze, logits: jax.Array, rewards: jax.Array) -> jax.Array:
