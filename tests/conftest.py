@@ -37,6 +37,18 @@ def pytest_configure(config):
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
 
 
+@pytest.fixture
+def cpu_devices_env():
+    """``env(count)``: the environment of a subprocess with ``count`` virtual CPU devices, keeping the
+    session's XLA flags (the optimisation level above) and its compilation cache."""
+
+    def env(count: int) -> dict:
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}".strip()
+        return {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+
+    return env
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_compiled_programs():
     yield

@@ -2,7 +2,6 @@
 padding, recording, counts, the search scaffold against closed forms and an independent
 pure-Python reference, and argument checks."""
 
-import os
 import random
 import subprocess
 import sys
@@ -227,10 +226,9 @@ SPLIT_SCRIPT = textwrap.dedent(
 )
 
 
-def test_walks_split_over_devices_are_identical():
+def test_walks_split_over_devices_are_identical(cpu_devices_env):
     """``devices=``: two virtual CPU devices (a subprocess) give the single-device results."""
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT], env=cpu_devices_env(2), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
 
 

@@ -2,7 +2,6 @@
 whatever the grid, chunk size and device count (a file of its own so the suite's workers share it out)."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -144,24 +143,23 @@ REPRODUCIBLE = textwrap.dedent(
 )
 
 
-def _reproducible(tmp_path, config, layouts):
-    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", REPRODUCIBLE, json.dumps(config), str(tmp_path), layouts], env=env,
+def _reproducible(tmp_path, env, config, layouts):
+    done = subprocess.run([sys.executable, "-c", REPRODUCIBLE, json.dumps(config), str(tmp_path), layouts], env=env(4),
                           capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-5000:]
 
 
 @pytest.mark.slow
-def test_sampled_rows_are_bit_identical_across_grid_chunk_and_devices(tmp_path):
+def test_sampled_rows_are_bit_identical_across_grid_chunk_and_devices(tmp_path, cpu_devices_env):
     """The methods that sum floats over padded axes and step with Adam: the (2, 1, 2) rows of a 1-maze
     grid on 1 device in chunks of 1 equal those of a 4-maze grid (larger padding) on 4 devices in
     chunks of 8 (the issue's case: these rows differed by up to 1.6%)."""
     methods = ["sft", "reinforce", "ppo"]  # only their tables: a sweep refuses a table of a method it does not run
     config = {k: v for k, v in TINY.items() if not isinstance(v, dict) or k in methods}
-    _reproducible(tmp_path, {**config, "methods": methods}, "two")
+    _reproducible(tmp_path, cpu_devices_env, {**config, "methods": methods}, "two")
 
 
 @pytest.mark.slow
-def test_rows_are_bit_identical_whatever_the_grid_chunk_and_devices(tmp_path):
+def test_rows_are_bit_identical_whatever_the_grid_chunk_and_devices(tmp_path, cpu_devices_env):
     """Every method, two grids x two chunk sizes x 1 and 4 devices (four layouts)."""
-    _reproducible(tmp_path, TINY, "full")
+    _reproducible(tmp_path, cpu_devices_env, TINY, "full")
