@@ -6,7 +6,15 @@ attempt, and the cost counts every proposal, rejected ones included. Two semanti
 rejected and redrawn) and "mask" (copies are distinct; visited moves are masked and the rest
 renormalised). Walks run on a pool of lanes (:mod:`mazejax.simulate.pool`), each lane keeping
 its visited set as a bitset (``ceil(S / 32)`` uint32 words, cleared when an attempt starts), so
-memory is O(lanes * S / 32) whatever ``num``. Randomness as for the plain walks
+memory is O(lanes * S / 32) whatever ``num``.
+
+Speed (XLA:CPU): a step's lane-wise results (the next state, the flags) are not materialised
+once; XLA fuses their producers into each consumer, and a consumer that broadcasts a lane's value
+over its bitset row recomputes the whole chain per word. So a step *records* the visit (``pend``,
+and ``wipe`` for a new attempt) and the next step applies it first, from its carried state, before
+testing the moves; and the "some forbidden move has mass" test is a reduction (materialised), not
+the ordered sum that feeds the logarithm. Measured: 44 against 74 ns per lane-step at (6,6,5).
+Randomness as for the plain walks
 (:mod:`mazejax.simulate.rng`): step ``k`` of a walk (an accepted move or a restart) uses the words
 ``fmix32(w + (2k + 1) g)`` and ``fmix32(w + (2k + 2) g)``; moves are drawn by inverse CDF in
 float32 over the allowed moves.
@@ -145,37 +153,28 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
 
     words = (S + 31) // 32  # visit marks: a bitset of S bits per lane
     succ_flat = succ.ravel()
-    word_table = successor_class >> 5  # [S, D]: the word and bit of each move's class
-    bit_table = jnp.uint32(1) << (successor_class & 31).astype(jnp.uint32)
-    class_word = classes >> 5
-    class_bit = jnp.uint32(1) << (classes & 31).astype(jnp.uint32)
+    word_of = jnp.arange(words, dtype=jnp.int32)
 
-    def mark(marks, at, when):
-        """Set the bit of class state ``at`` (int32 [n]) in each lane's row, where ``when``."""
-        n = marks.shape[0]
-        flat = marks.ravel()
-        pos = jnp.where(when, jnp.arange(n, dtype=jnp.int32) * words + class_word[at], n * words)
-        old = flat.at[pos].get(mode="fill", fill_value=0)
-        return flat.at[pos].set(old | class_bit[at], mode="drop").reshape(n, words)
-
-    def clear(marks, when):
-        """Zero the rows of the lanes where ``when`` (a row scatter: cheap when few lanes clear)."""
-        n = marks.shape[0]
-        rows = jnp.where(when, jnp.arange(n, dtype=jnp.int32), n)
-        return marks.at[rows].set(jnp.zeros((n, words), jnp.uint32), mode="drop")
+    def bit(c):  # the bit of class ``c`` in its word ``c >> 5``
+        return jnp.uint32(1) << (c & 31).astype(jnp.uint32)
 
     def step(lanes, _):
         """One step of every lane: an accepted move (after redrawn rejections) or a restart."""
         state, cost, done, hit = lanes["state"], lanes["cost"], lanes["done"], lanes["hit"]
-        marks, w, g = lanes["marks"], lanes["w"], lanes["g"]
+        w, g = lanes["w"], lanes["g"]
         n = state.shape[0]
+        # The visit recorded by the previous step (or a refill): a new attempt clears the row, then
+        # the current state's class is marked.
+        here = classes[state]
+        marks = jnp.where(lanes["wipe"][:, None], jnp.uint32(0), lanes["marks"])
+        marks = marks | jnp.where((word_of == (here >> 5)[:, None]) & lanes["pend"][:, None], bit(here)[:, None], 0)
         w1 = w + g
         w = w1 + g
         u_move, u_reject = uniform(rng.fmix32(w1)), uniform(rng.fmix32(w))
         prob = p.at[state].get(mode="promise_in_bounds")  # [n, D] row gathers
-        word_rows = word_table.at[state].get(mode="promise_in_bounds")
-        bit_rows = bit_table.at[state].get(mode="promise_in_bounds")
-        forbidden = (jnp.take_along_axis(marks, word_rows, axis=1, mode="promise_in_bounds") & bit_rows) != 0
+        move_class = successor_class.at[state].get(mode="promise_in_bounds")
+        marked = jnp.take_along_axis(marks, move_class >> 5, axis=1, mode="promise_in_bounds")
+        forbidden = (marked & bit(move_class)) != 0
         weight = jnp.where(forbidden, 0.0, prob)
         cdf = ordered_cumsum(weight, axis=1)
         allowed_mass = cdf[:, -1]
@@ -187,7 +186,7 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
             forbidden_mass = ordered_sum(jnp.where(forbidden, prob, 0.0), axis=1)
             log_reject = jnp.where(allowed_mass < 0.5, jnp.log1p(-allowed_mass), jnp.log(forbidden_mass))
             rejected = jnp.floor(jnp.log1p(-u_reject) / log_reject)
-            rejected = jnp.where(forbidden_mass > 0, rejected, 0.0)
+            rejected = jnp.where(jnp.any(forbidden & (prob > 0), axis=1), rejected, 0.0)  # forbidden_mass > 0
         else:
             rejected = jnp.zeros(n, jnp.float32)
         remaining = horizon - cost  # proposals left; the accepted one needs 1 of them
@@ -199,12 +198,11 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
         restart = live & stuck
         reached = moving & (codes[nxt] == lanes["goal"])
         state = jnp.where(restart, 0, jnp.where(moving, nxt, state))
-        marks = clear(marks, restart)  # a new attempt: an empty visited set
-        marks = mark(marks, state, moving | restart)
         cost = jnp.where(over, horizon, jnp.where(moving, cost + 1 + rejected, cost))
         lanes = dict(
             lanes, state=state, cost=cost, done=done | over | reached, hit=hit | reached,
             moves=lanes["moves"] + moving, restarts=lanes["restarts"] + restart, marks=marks, w=w,
+            pend=moving | restart, wipe=restart,  # a restart starts a new attempt: an empty visited set
         )
         return lanes, None
 
@@ -220,7 +218,6 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
         glob = write(lanes, glob, done)
         idx, fresh, j, glob["next"] = pool.next_walks(done, glob["next"], num)
         zero = jnp.zeros_like(idx)
-        marks = clear(lanes["marks"], done)
         lanes = dict(
             idx=jnp.where(done, idx, lanes["idx"]),
             state=jnp.where(done, 0, lanes["state"]),
@@ -229,7 +226,9 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
             hit=jnp.where(done, False, lanes["hit"]),
             moves=jnp.where(done, zero, lanes["moves"]),
             restarts=jnp.where(done, zero, lanes["restarts"]),
-            marks=mark(marks, jnp.zeros_like(idx), fresh),
+            marks=lanes["marks"],
+            pend=jnp.where(done, fresh, lanes["pend"]),  # a new walk: the next step marks state 0
+            wipe=done | lanes["wipe"],
             w=jnp.where(done, seed_w[j], lanes["w"]),
             g=jnp.where(done, seed_g[j], lanes["g"]),
             goal=jnp.where(done, goals[j], lanes["goal"]),
@@ -249,9 +248,11 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
     lanes = dict(
         idx=jnp.full(P, num, jnp.int32), state=zeros, cost=zeros, done=jnp.ones(P, bool),
         hit=jnp.zeros(P, bool), moves=zeros, restarts=zeros, marks=jnp.zeros((P, words), jnp.uint32),
-        w=jnp.zeros(P, jnp.uint32), g=jnp.ones(P, jnp.uint32), goal=zeros,
+        pend=jnp.zeros(P, bool), wipe=jnp.zeros(P, bool), w=jnp.zeros(P, jnp.uint32), g=jnp.ones(P, jnp.uint32),
+        goal=zeros,
     )
-    fills = dict(idx=num, state=0, cost=0, done=True, hit=False, moves=0, restarts=0, marks=0, w=0, g=1, goal=0)
+    fills = dict(idx=num, state=0, cost=0, done=True, hit=False, moves=0, restarts=0, marks=0, pend=False, wipe=False,
+                 w=0, g=1, goal=0)
     glob = dict(
         next=jnp.int32(0), length=jnp.zeros(num, jnp.int32), success=jnp.zeros(num, bool),
         moves=jnp.zeros(num, jnp.int32), restarts=jnp.zeros(num, jnp.int32),
