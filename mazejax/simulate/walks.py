@@ -293,15 +293,14 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     counting = jnp.any(weights != 0) if counts else None
     round_of = dict(zip(sizes, _round_moves(num, lanes, sizes)))  # moves per round, by stage size
 
-    def move(state, word, goal, run):
+    def move(state, x, goal, run):
         """One move of every lane: (next state (sink after a hit), state entered, flat (run, s, slot))."""
-        x = (word >> shift) * degree[run]
         slot = (x >> layout.resolution).astype(jnp.int32)
         frac = (x & frac_mask).astype(jnp.int32)
-        base = run * table + state * D
-        entry = entries.at[base + slot].get(mode="promise_in_bounds")
+        base = state * D if B == 1 else run * table + state * D
+        entry = entries.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")
         slot = jnp.where(frac < (entry >> layout.alias_bits), slot, entry & alias_mask)
-        code = codes.at[base + slot].get(mode="promise_in_bounds")
+        code = codes.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")
         entered = code & state_mask
         return jnp.where((code >> layout.state_bits) == goal, S, entered), entered, base + slot
 
@@ -347,20 +346,26 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
         h = hz[run]
         weight = lanes_["weight"] if counts else None
 
+        def uniform(w):  # the move's uniform as x = (slot, fraction) bits
+            return (rng.fmix32(w) >> shift) * degree[run]
+
         def step(inner, _):
-            state, k, w, tally = inner
+            state, k, w, x, tally = inner
+            nxt, entered, flat = move(state, x, goal, run)
             w = w + g
-            nxt, entered, flat = move(state, rng.fmix32(w), goal, run)
             moving = state != S
             if counts:  # counted in the loop (same order as a scatter of the round's [R, lanes] moves)
                 # moves past the horizon (at most R - 1 per walk) are overshoot: never counted
                 at = jnp.where(moving & (k < h), flat, no_count)
                 tally = lax.cond(counting, lambda t: t.at[at].add(weight, mode="promise_in_bounds"), lambda t: t, tally)
-            return (nxt, k + moving.astype(jnp.uint32), w, tally), jnp.where(moving, entered, -1) if record else None
+            # the next move's uniform, hashed here (once, carried) rather than in both of its lookups
+            return (nxt, k + moving.astype(jnp.uint32), w, uniform(w + g), tally), \
+                jnp.where(moving, entered, -1) if record else None
 
         k0 = lanes_["k"]
-        (state, k, w, tally), entered = lax.scan(
-            step, (lanes_["state"], k0, lanes_["w"], glob["tally"] if counts else None), None, length=R,
+        w0 = lanes_["w"]
+        (state, k, w, _, tally), entered = lax.scan(
+            step, (lanes_["state"], k0, w0, uniform(w0 + g), glob["tally"] if counts else None), None, length=R,
             unroll=_UNROLL if first and queue else 1,
         )
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
