@@ -29,18 +29,17 @@ def pytest_configure(config):
     slows a program's run by up to 4x, which the default run's small programs can afford (it took
     606 s instead of 789 s there, every test passing at both levels). The level changes LLVM's code
     generation, not XLA's HLO, which fixes what a program computes, but the machine code can round
-    differently: exact values agree to rounding (H = 275 of the base model
-    at W = K = 3, L = 2 comes out as 275.00000000000006), and sampled trajectories, whose draws compare
-    rounded probabilities, can take other paths (the README tour's REINFORCE seeds end at other H).
-    No default test depends on that: they assert exact values to a tolerance, Monte Carlo against
-    exact answers, and identity between computations of one process (which all share the level).
-    (XLA's older elemental emitters, ``--xla_cpu_use_fusion_emitters=false``, would compile faster
-    still, but there a run's bits depended on its batch size: a REINFORCE run's optimizer update came
-    out different in one logit row in a batch of 4 runs and alone, so a sweep row changed with the
-    chunk size. Not used.) A run that selects the slow tests
-    (long walks, paper-size trainers) keeps XLA's default level, and so does an ``XLA_FLAGS`` that
-    sets a level itself. JAX reads ``XLA_FLAGS`` when its CPU backend starts, after this hook;
-    pytest-xdist's workers and the tests' subprocesses inherit it.
+    differently: exact values agree to rounding (H = 275 of the base model at W = K = 3, L = 2 comes
+    out as 275.00000000000006), and sampled trajectories, whose draws compare rounded probabilities,
+    can take other paths (the README tour's REINFORCE seeds end at other H). No default test depends
+    on that: they assert exact values to a tolerance, Monte Carlo against exact answers, and
+    identity between computations that share the level. (XLA's older elemental
+    emitters, ``--xla_cpu_use_fusion_emitters=false``, would compile faster still, but there a run's
+    bits depended on its batch size: a REINFORCE run's optimizer update came out different in one
+    logit row in a batch of 4 runs and alone, so a sweep row changed with the chunk size. Not used.)
+    A run that selects the slow tests (long walks, paper-size trainers) keeps XLA's default level,
+    and so does an ``XLA_FLAGS`` that sets a level itself. JAX reads ``XLA_FLAGS`` when its CPU
+    backend starts, after this hook; pytest-xdist's workers and the tests' subprocesses inherit it.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "not slow" in (config.option.markexpr or "") and "xla_backend_optimization_level" not in flags:
