@@ -17,9 +17,9 @@ the ordered sum that feeds the logarithm. Measured on one core of an Intel Xeon 
 loop of steps, 2048 lanes, aggregate semantics, SFT limit at (6,6,5)): 44 ns per lane-step,
 against 74 when each step marked its own visit.
 
-Randomness as for the plain walks (:mod:`mazejax.simulate.rng`): step ``k`` of a walk (an accepted move or a restart) uses the words
-``fmix32(w + (2k + 1) g)`` and ``fmix32(w + (2k + 2) g)``; moves are drawn by inverse CDF in
-float32 over the allowed moves.
+Randomness as for the plain walks (:mod:`mazejax.simulate.rng`): step ``k`` of a walk (an
+accepted move or a restart) uses the words ``fmix32(w + (2k + 1) g)`` and ``fmix32(w + (2k + 2) g)``;
+moves are drawn by inverse CDF in float32 over the allowed moves.
 """
 
 from __future__ import annotations
