@@ -29,9 +29,89 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 F64 = jnp.float64
+# (u, t, c) of the dead end's and of the target's chain at the leaf (numpy scalars: not weakly typed)
+_LEAF = tuple(tuple(map(np.float64, chain)) for chain in ((1.0, 0.0, 1.0), (0.0, 1.0, 0.0)))
+
+
+def _levels(probabilities, complements):
+    """The scan's inputs per level, from the deepest (2 * depths) to 1: ``f, f', g, g'`` (``c, a``
+    and ``d, b`` at the left, right node of each depth) and the level."""
+    p = jnp.asarray(probabilities, F64)
+    q = 1.0 - p if complements is None else jnp.asarray(complements, F64)
+    forward, forward_c = (jnp.stack([x[2], x[0]], axis=1).reshape(-1)[::-1] for x in (p, q))
+    backward, backward_c = (jnp.stack([x[3], x[1]], axis=1).reshape(-1)[::-1] for x in (p, q))
+    return forward, forward_c, backward, backward_c, jnp.arange(2 * p.shape[1], 0, -1)
+
+
+def _level(state, f, f_c, g, g_c):
+    """One level of the recursion on the statistics ``state``: (u, t, c) of each chain (scalars,
+    so that a vmapped batch of them is contiguous)."""
+    def chain(u, t, c):
+        D = g + g_c * t
+        return f_c + f * u * g / D, f * (t + u * g_c * t / D), 1.0 + f * (c + u * (1.0 + g_c * c) / D)
+
+    return tuple(chain(*statistics) for statistics in state)
+
+
+def _select(k, K, new, state, leaf=_LEAF):
+    """Levels ``k <= 2K`` take ``new``, level ``2K + 1`` is the leaf, deeper (padded) levels keep ``state``."""
+    return jax.tree.map(lambda n, lf, o: jnp.where(k <= 2 * K, n, jnp.where(k == 2 * K + 1, lf, o)), new, leaf, state)
+
+
+def _step(K):
+    """The scan body: one level; it also outputs the statistics it ends with."""
+    def body(state, x):
+        *inputs, k = x
+        new = _select(k, K, _level(state, *inputs), state)
+        return new, new
+
+    return body
+
+
+def _fork(state, W):
+    """H from the statistics at level 1 with the paper's frozen fork."""
+    ((_, _, c_other), (_, t, c_target)), W = state, jnp.asarray(W, F64)
+    return (W + c_target + (W - 1.0) * c_other) / t
+
+
+def hitting_time_and_gradient(probabilities: jax.Array, W, K, complements: jax.Array | None = None):
+    """H of :func:`hitting_time` (paper's fork) and its gradient in ``(probabilities, complements)``
+    as independent inputs, by a hand-written adjoint: one scan from the leaf that keeps each level's
+    statistics, one back from the fork that pulls the cotangent through each level (the VJP of one
+    level, recomputed there). The same H bit for bit and the same gradient as ``jax.grad`` of
+    :func:`hitting_time` in both arguments to rounding (tested to 1e-10), in fewer and larger
+    kernels than reverse-mode autodiff of the scan, which stores every intermediate of every level:
+    the sign-ascent trainer (:func:`mazejax.train.rlvr.symmetric_trajectory`) runs ~30% faster
+    on it. Returns ``(H, (dH/dprobabilities, dH/dcomplements))``; with ``complements=None`` the
+    second is still the derivative in ``1 - probabilities`` as its own input. Itself differentiable.
+    """
+    levels = _levels(probabilities, complements)
+    top, after = lax.scan(_step(K), _LEAF, levels)
+    H, pull = jax.vjp(lambda state: _fork(state, W), top)
+    (cotangent,) = pull(jnp.ones((), F64))
+
+    def back(cotangent, x):
+        *inputs, k, j = x
+        # the statistics level j (scan order) started from: level j - 1's, the leaf's at j = 0
+        state = jax.tree.map(lambda leaf, a: jnp.where(j == 0, leaf, a[jnp.maximum(j - 1, 0)]), _LEAF, after)
+        _, pull = jax.vjp(_level, state, *inputs)
+        d_state, *d_inputs = pull(cotangent)
+        zero = jax.tree.map(jnp.zeros_like, cotangent)
+        return _select(k, K, d_state, cotangent, zero), tuple(jnp.where(k <= 2 * K, d, 0.0) for d in d_inputs)
+
+    _, (d_f, d_f_c, d_g, d_g_c) = lax.scan(back, cotangent, (*levels, jnp.arange(len(levels[0]))), reverse=True)
+    return H, (_by_type(d_f, d_g), _by_type(d_f_c, d_g_c))
+
+
+def _by_type(forward, backward):
+    """Per-level values of ``f`` and ``g`` (scan order, as :func:`_levels` lays them out) back to
+    ``[4, depths]`` (a, b, c, d): the transpose of that layout."""
+    forward, backward = (x[::-1].reshape(-1, 2) for x in (forward, backward))
+    return jnp.stack([forward[:, 1], backward[:, 1], forward[:, 0], backward[:, 0]])
 
 
 def hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None = None,
@@ -53,30 +133,14 @@ def hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None =
     given). ``r = 1/W`` gives back the formula below; the backtracker gives
     ``H = (2K + 1) (1 + 2 (W - 1)^2 / (W (1 - r)))``.
     """
-    p = jnp.asarray(probabilities, F64)
-    q = 1.0 - p if complements is None else jnp.asarray(complements, F64)
-    depths = p.shape[1]
-    # per level, from the deepest (2 * depths) to 1: f = c, a and g = d, b at the left, right node of each depth
-    forward, forward_c = (jnp.stack([x[2], x[0]], axis=1).reshape(-1)[::-1] for x in (p, q))
-    backward, backward_c = (jnp.stack([x[3], x[1]], axis=1).reshape(-1)[::-1] for x in (p, q))
-    level = jnp.arange(2 * depths, 0, -1)
-    leaf = (jnp.array([1.0, 0.0], F64), jnp.array([0.0, 1.0], F64), jnp.array([1.0, 0.0], F64))  # (dead end, target)
-
-    def body(carry, x):
-        u, t, c = carry
-        f, f_c, g, g_c, k = x
-        D = g + g_c * t
-        new = (f_c + f * u * g / D, f * (t + u * g_c * t / D), 1.0 + f * (c + u * (1.0 + g_c * c) / D))
-        return tuple(jnp.where(k <= 2 * K, n, jnp.where(k == 2 * K + 1, lf, o)) for n, lf, o in zip(new, leaf, carry)), None
-
-    (u, t, c), _ = lax.scan(body, leaf, (forward, forward_c, backward, backward_c, level))
-    W = jnp.asarray(W, F64)
+    top, _ = lax.scan(_step(K), _LEAF, _levels(probabilities, complements))
     if reenter is None and reenter_complement is None:
-        return (W + c[1] + (W - 1.0) * c[0]) / t[1]
+        return _fork(top, W)
+    ((_, _, c_other), (u, t, c_target)), W = top, jnp.asarray(W, F64)
     stay = 1.0 - jnp.asarray(reenter, F64) if reenter_complement is None else jnp.asarray(reenter_complement, F64)
-    enter_target, enter_other = 1.0 + c[1], 1.0 + c[0]
-    from_target = (enter_target + (W - 1.0) * enter_other) / t[1]
-    return enter_target + u[1] * from_target + (W - 1.0) ** 2 * enter_other / (W * stay)
+    enter_target, enter_other = 1.0 + c_target, 1.0 + c_other
+    from_target = (enter_target + (W - 1.0) * enter_other) / t
+    return enter_target + u * from_target + (W - 1.0) ** 2 * enter_other / (W * stay)
 
 
-__all__ = ["hitting_time"]
+__all__ = ["hitting_time", "hitting_time_and_gradient"]

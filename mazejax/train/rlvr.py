@@ -16,10 +16,11 @@ Two trainers share the hyperparameters :class:`RLVRHParams`:
   other moves of every state of that type and depth; the type probability is
   ``n_d e^{theta_d} / (n_d e^{theta_d} + n_u e^{theta_u})`` with ``(n_d, n_u)`` the number of such
   moves ((1, L) for a and d, (L, 1) for b and c), and H is :func:`mazejax.exact.symmetric_hitting_time`
-  (O(K) per step, whatever W and L). Sign ascent on ``theta`` moves exactly the same logits by
-  exactly the same steps as sign ascent on the full tabular policy started from a symmetric one,
-  because every logit of a (type, depth, desired?) class has a gradient of the same sign; its final
-  logits are bit for bit those of the full trainer (tested).
+  (O(K) per step, whatever W and L), differentiated by its hand-written adjoint
+  (:func:`mazejax.exact.symmetric.hitting_time_and_gradient`). Sign ascent on ``theta`` moves
+  exactly the same logits by exactly the same steps as sign ascent on the full tabular policy
+  started from a symmetric one, because every logit of a (type, depth, desired?) class has a
+  gradient of the same sign; its final logits are bit for bit those of the full trainer (tested).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from flax import struct
 from jax import lax
 
 from mazejax import exact, validate
+from mazejax.exact import symmetric
 from mazejax.maze import R_PLUS, Maze
 from mazejax.ordered import ordered_sum
 from mazejax.policy import continues
@@ -190,17 +192,21 @@ def symmetric_trajectory(config: RLVRSymmetricConfig, hparams: RLVRHParams, W, K
     tx = optax.sign_sgd(hparams.lr)
     beta = hparams.beta.astype(base.F64)
 
-    def objective(theta):
+    def value_and_grad(theta):
+        """``-J = beta * H - 1``, H, and the gradient of ``-J`` in ``theta``: H's derivative in the
+        log-odds ``x = theta[..., 0] - theta[..., 1] + log(n_desired / n_other)`` by the symmetric
+        solver's adjoint, with ``dp/dx = p q = -dq/dx``."""
         wide = theta.astype(base.F64)
         p, q = symmetric_probabilities(wide, L), symmetric_probabilities(wide, L, complement=True)
-        H = exact.symmetric_hitting_time(p, W, K, q)
-        return beta * H - 1.0, H
+        H, (dp, dq) = symmetric.hitting_time_and_gradient(p, W, K, q)
+        dx = beta * (dp - dq) * p * q
+        return beta * H - 1.0, H, jnp.stack([dx, -dx], axis=-1)
 
     def step(carry, t):
         """One evaluation (with the records of the policy before its update) and, before the last
         step, one update: a single copy of the gradient in the compiled program."""
         theta, state = carry
-        (loss, H), grad = jax.value_and_grad(objective, has_aux=True)(theta)
+        loss, H, grad = value_and_grad(theta)
         updates, new_state = tx.update(grad.astype(theta.dtype), state, theta)
         go = t < config.steps
         carry = (jnp.where(go, optax.apply_updates(theta, updates), theta), jax.tree.map(
