@@ -257,15 +257,18 @@ def test_symmetric_solver_matches_the_full_solver():
 
 
 def test_symmetric_adjoint_matches_autodiff_of_the_symmetric_solver():
-    """``symmetric.hitting_time_and_gradient`` (the hand-written adjoint the fast RLVR trainer uses)
-    against ``jax.grad`` of the symmetric solver in both arguments: the same H bit for bit, the same
-    zeros (padded depths, depths past K), the same gradient to 1e-10, both under ``jit``; under
-    ``jit(vmap)`` over policies and depths as well, with probabilities from 1e-6 to 1 - 1e-6."""
+    """``exact.symmetric_hitting_time_and_gradient`` (the hand-written adjoint the fast RLVR trainer
+    uses) against ``jax.grad`` of the symmetric solver in both arguments: the same H bit for bit,
+    the same zeros (padded depths, depths past K), the same gradient to 1e-10, both under ``jit``;
+    under ``jit(vmap)`` over policies and depths as well, with probabilities from 1e-6 to
+    1 - 1e-6. A K past the columns is refused by name."""
     from mazejax.exact import symmetric
 
+    with pytest.raises(ValueError, match="K"):
+        exact.symmetric_hitting_time_and_gradient(np.full((4, 2), 0.5), 2, 3)
     rng = np.random.default_rng(5)
     autodiff = jax.jit(jax.value_and_grad(symmetric.hitting_time, argnums=(0, 3)))
-    adjoint = jax.jit(symmetric.hitting_time_and_gradient)
+    adjoint = jax.jit(exact.symmetric_hitting_time_and_gradient)
     cases = [(int(rng.integers(1, 12)), int(rng.integers(1, depths + 1)), rng.normal(0, 4, (4, depths)))
              for depths in (2, 6) for _ in range(8)]
     for W, K, x in cases:
@@ -279,12 +282,13 @@ def test_symmetric_adjoint_matches_autodiff_of_the_symmetric_solver():
         assert not np.any(np.asarray(dp)[:, K:]) and np.any(np.asarray(dp)[:, K - 1])
     P = np.clip(rng.uniform(0, 1, (8, 4, 6)), 1e-6, 1 - 1e-6)
     Ks = np.array([1, 2, 3, 4, 5, 6, 2, 6])
-    H, (dp, dq) = jax.jit(jax.vmap(symmetric.hitting_time_and_gradient, in_axes=(0, None, 0, 0)))(P, 4, Ks, 1 - P)
+    H, (dp, dq) = jax.jit(jax.vmap(exact.symmetric_hitting_time_and_gradient, in_axes=(0, None, 0, 0)))(P, 4, Ks, 1 - P)
     for i in range(len(P)):
         H_ad, (dp_ad, dq_ad) = autodiff(P[i], 4, int(Ks[i]), 1 - P[i])
         assert float(H[i]) == float(H_ad)
         np.testing.assert_allclose(dp[i], dp_ad, rtol=1e-10, atol=0)
         np.testing.assert_allclose(dq[i], dq_ad, rtol=1e-10, atol=0)
+
 
 def test_precision_errors_without_x64_and_public_api_composes(tmp_path):
     """In a fresh process with JAX's default precision: a clear error first, then (after the README's one

@@ -114,6 +114,19 @@ def truncated_objective(maze: Maze, logits: jax.Array, horizon, max_horizon: int
     return _truncated(maze, logits, horizon, max_horizon)
 
 
+def _check_symmetric(what: str, probabilities, W, K, complements) -> None:
+    validate.require_x64(f"mazejax.exact.{what}")
+    shape = jnp.shape(probabilities)
+    if len(shape) != 2 or shape[0] != 4:
+        raise ValueError(f"probabilities must have shape (4, depths), got {shape}")
+    if complements is not None and jnp.shape(complements) != shape:
+        raise ValueError(f"complements must have the shape of probabilities {shape}, got {jnp.shape(complements)}")
+    if not validate.is_traced(W):
+        validate.integer("W", int(W), 1)
+    if not validate.is_traced(K):
+        validate.integer("K", int(K), 1, shape[1])
+
+
 def symmetric_hitting_time(probabilities: jax.Array, W, K, complements: jax.Array | None = None, *,
                            reenter=None, reenter_complement=None) -> jax.Array:
     """Exact H of a branch-symmetric policy on ``Maze(W, K, L)`` from its type probabilities. float64.
@@ -131,21 +144,25 @@ def symmetric_hitting_time(probabilities: jax.Array, W, K, complements: jax.Arra
 
     See :mod:`mazejax.exact.symmetric` (O(K), no linear algebra). Differentiable in both arguments.
     """
-    validate.require_x64("mazejax.exact.symmetric_hitting_time")
-    shape = jnp.shape(probabilities)
-    if len(shape) != 2 or shape[0] != 4:
-        raise ValueError(f"probabilities must have shape (4, depths), got {shape}")
-    if complements is not None and jnp.shape(complements) != shape:
-        raise ValueError(f"complements must have the shape of probabilities {shape}, got {jnp.shape(complements)}")
-    if not validate.is_traced(W):
-        validate.integer("W", int(W), 1)
-    if not validate.is_traced(K):
-        validate.integer("K", int(K), 1, shape[1])
+    _check_symmetric("symmetric_hitting_time", probabilities, W, K, complements)
     for name, value in (("reenter", reenter), ("reenter_complement", reenter_complement)):
         if value is not None and not validate.is_traced(value):
             validate.number(name, float(value), 0.0, 1.0, high_open=name == "reenter",
                             low_open=name == "reenter_complement")
     return symmetric.hitting_time(probabilities, W, K, complements, reenter, reenter_complement)
+
+
+def symmetric_hitting_time_and_gradient(probabilities: jax.Array, W, K, complements: jax.Array | None = None):
+    """:func:`symmetric_hitting_time` (the paper's fork) and its gradient, by a hand-written adjoint.
+
+    Returns ``(H, (dH/dprobabilities, dH/dcomplements))``, float64, with ``probabilities`` and
+    ``complements`` taken as independent inputs (``complements=None``: ``1 - probabilities``, still
+    differentiated as its own input). The same H bit for bit and the same derivatives to rounding as
+    ``jax.grad`` of :func:`symmetric_hitting_time`, in a faster program
+    (:func:`mazejax.exact.symmetric.hitting_time_and_gradient`). Arguments as there.
+    """
+    _check_symmetric("symmetric_hitting_time_and_gradient", probabilities, W, K, complements)
+    return symmetric.hitting_time_and_gradient(probabilities, W, K, complements)
 
 
 # ----------------------------------------------------------------------------------------
@@ -214,6 +231,7 @@ __all__ = [
     "mean_over_targets",
     "symmetric",
     "symmetric_hitting_time",
+    "symmetric_hitting_time_and_gradient",
     "target_costs",
     "target_hitting_times",
     "tree",
