@@ -255,7 +255,6 @@ def test_symmetric_solver_matches_the_full_solver():
         assert float(exact.symmetric_hitting_time(P, W, K)) == pytest.approx(expected, rel=1e-12), name
 
 
-
 def test_symmetric_adjoint_matches_autodiff_of_the_symmetric_solver():
     """``exact.symmetric_hitting_time_and_gradient`` (the hand-written adjoint the fast RLVR trainer
     uses) against ``jax.grad`` of the symmetric solver in both arguments: the same H bit for bit,

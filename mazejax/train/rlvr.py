@@ -193,25 +193,24 @@ def symmetric_trajectory(config: RLVRSymmetricConfig, hparams: RLVRHParams, W, K
     beta = hparams.beta.astype(base.F64)
 
     def value_and_grad(theta):
-        """``-J = beta * H - 1``, H, and the gradient of ``-J`` in ``theta``: H's derivative in the
-        log-odds ``x = theta[..., 0] - theta[..., 1] + log(n_desired / n_other)`` by the symmetric
-        solver's adjoint, with ``dp/dx = p q = -dq/dx``."""
+        """``-J = beta * H - 1``, H, the gradient of ``-J`` in ``theta`` and the type probabilities
+        ``p``: H's derivative in the log-odds ``x = theta[..., 0] - theta[..., 1] + log(n_desired /
+        n_other)`` by the symmetric solver's adjoint, with ``dp/dx = p q = -dq/dx``."""
         wide = theta.astype(base.F64)
         p, q = symmetric_probabilities(wide, L), symmetric_probabilities(wide, L, complement=True)
         H, (dp, dq) = symmetric.hitting_time_and_gradient(p, W, K, q)
         dx = beta * (dp - dq) * p * q
-        return beta * H - 1.0, H, jnp.stack([dx, -dx], axis=-1)
+        return beta * H - 1.0, H, jnp.stack([dx, -dx], axis=-1), p
 
     def step(carry, t):
         """One evaluation (with the records of the policy before its update) and, before the last
         step, one update: a single copy of the gradient in the compiled program."""
         theta, state = carry
-        loss, H, grad = value_and_grad(theta)
+        loss, H, grad, p = value_and_grad(theta)
         updates, new_state = tx.update(grad.astype(theta.dtype), state, theta)
         go = t < config.steps
         carry = (jnp.where(go, optax.apply_updates(theta, updates), theta), jax.tree.map(
             lambda new, old: jnp.where(go, new, old), new_state, state))
-        p = symmetric_probabilities(theta.astype(base.F64), L)
         return carry, {"hitting_time": H, "loss": loss, "types": dict(zip("abcd", p)),
                        "gradient_sign": -jnp.sign(grad[..., 0]).astype(base.F64)}
 
