@@ -62,7 +62,6 @@ def main():
     from common import machine_line
 
     import mazejax as mj
-    from mazejax.ordered import ordered_sum
     from mazejax.train import PPOConfig, PPOHParams, ReinforceConfig, ReinforceHParams, make_ppo, make_reinforce
     from mazejax.train.ppo import default_horizon
     from mazejax.train.reinforce import reinforce_gradient
@@ -163,8 +162,8 @@ def main():
 
             def update(carry, walks):
                 l, state = carry
-                grad = ppo_module.clipped_surrogate_gradient(maze, l, old, ordered_sum(pos[walks], axis=0),
-                                                             ordered_sum(neg[walks], axis=0), 0.2, size)
+                grad = ppo_module.clipped_surrogate_gradient(maze, l, old, *ppo_module.minibatch_counts(pos, neg, walks),
+                                                             0.2, size)
                 step, state = tx.update(-grad, state)
                 return (l + step, state), None
 

@@ -205,8 +205,8 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
 
     Modes: ``"critic"`` -> the critic's sums ``{"cells"}``, complex64 [B, T * S] (sum of the
     lambda-returns of the moves from each (target, state) + 1j * their number); ``"advantages"`` ->
-    ``{"advantage"}`` float32 [B, n, C]; ``"train"`` -> ``{"cells", "counts"}``, counts float32
-    [B, n, S, D, 2]: per walk the sums of the positive / negative standardised advantages.
+    ``{"advantage"}`` float32 [B, n, C]; ``"train"`` -> ``{"cells", "positive", "negative"}``, float32
+    [B, n, S, D] each: per walk the sums of the positive / negative standardised advantages.
     """
     B, n, width = states.shape
     T, S = critic.shape[1:]
@@ -296,10 +296,11 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
         advantage = lax.dynamic_slice(acc["kept"], (jnp.int32(0), j * BLOCK), (size, BLOCK))
         z = jnp.where((after >= 0) & (std[:size, None] > 0), (advantage - mean[:size, None]) / scale[:size, None], 0.0)
         move = order[:size, None] * (S * D) + before * D + slot
-        return counts.at[(2 * move + (z < 0)).ravel()].add(z.ravel())  # entry 2 k: the positive, 2 k + 1: the negative
+        # the positive sums first, then the negative ones (each contiguous, so a walk's table is one slice)
+        return counts.at[(move + (z < 0) * (rows * S * D)).ravel()].add(z.ravel())
 
-    counts = stages(count_moves, jnp.zeros(rows * S * D * 2, jnp.float32))
-    return {"cells": cells, "counts": counts.reshape(B, n, S, D, 2)}
+    counts = stages(count_moves, jnp.zeros(2 * rows * S * D, jnp.float32)).reshape(2, B, n, S, D)
+    return {"cells": cells, "positive": counts[0], "negative": counts[1]}
 
 
 @functools.cache
@@ -408,16 +409,32 @@ def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sw
 def _train_pass(maze: Maze, rollouts: Rollouts, critic, beta, gae_lambda):
     """``(cells, P, M)``: the critic's sums (:func:`_critic_step`) and :func:`signed_advantage_counts`."""
     out = _pass("train", rollouts, critic, beta, gae_lambda, maze)
-    return out["cells"], out["counts"][..., 0], out["counts"][..., 1]
+    return out["cells"], out["positive"], out["negative"]
 
 
 def signed_advantage_counts(maze: Maze, rollouts: Rollouts, critic, beta, gae_lambda) -> tuple[jax.Array, jax.Array]:
     """``(P, M)``, float32 [n, S, D] each: for each walk, the sums of the positive / negative
     standardised GAE advantages (mean 0, std 1 over the batch's moves) of each move ``(s, m)``.
 
-    A minibatch's counts are the sums over its walks; :func:`clipped_surrogate` takes them.
+    A minibatch's counts are the sums over its walks (:func:`minibatch_counts`); :func:`clipped_surrogate`
+    takes them.
     """
     return _train_pass(maze, rollouts, critic, beta, gae_lambda)[1:]
+
+
+def minibatch_counts(positive: jax.Array, negative: jax.Array, walks: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The minibatch's ``(P, M)``, float32 [S, D] each: the sums of the per-walk tables
+    (:func:`signed_advantage_counts`) of ``walks`` (int [B]), added in the order of ``walks``.
+
+    A loop over the walks, each table one contiguous slice: about 3x faster here than summing a
+    gather of the ``B`` tables (XLA:CPU gathers them element by element), with the same bits.
+    """
+    def add(j, sums):
+        return tuple(total + lax.dynamic_index_in_dim(x, walks[j], keepdims=False)
+                     for total, x in zip(sums, (positive, negative)))
+
+    first = tuple(lax.dynamic_index_in_dim(x, walks[0], keepdims=False) for x in (positive, negative))
+    return lax.fori_loop(1, walks.shape[0], add, first)
 
 
 def clipped_surrogate(maze: Maze, logits, old_log_probs, positive, negative, clip, num_walks: int) -> jax.Array:
@@ -521,8 +538,8 @@ def make_ppo(config: PPOConfig):
 
             def update(carry, walks):
                 logits, opt_state = carry
-                grad = clipped_surrogate_gradient(maze, logits, old_log_probs, ordered_sum(positive[walks], axis=0),
-                                                  ordered_sum(negative[walks], axis=0), hparams.clip, size)
+                grad = clipped_surrogate_gradient(maze, logits, old_log_probs,
+                                                  *minibatch_counts(positive, negative, walks), hparams.clip, size)
                 return base.descend(tx, logits, opt_state, -grad, maze, base.train_fork(config)), None
 
             def epoch(carry, epoch_key):
@@ -587,5 +604,6 @@ __all__ = [
     "make_ppo",
     "ppo",
     "move_slots",
+    "minibatch_counts",
     "signed_advantage_counts",
 ]
