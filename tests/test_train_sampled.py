@@ -8,6 +8,7 @@ import pytest
 
 import mazejax
 from mazejax import exact
+from mazejax.ordered import ordered_sum
 from mazejax.train import base
 from mazejax.train import policy_gradient as pg
 from mazejax.train.distill import (
@@ -28,6 +29,7 @@ from mazejax.train.ppo import (
     collect,
     fit_critic,
     make_ppo,
+    minibatch_counts,
     move_slots,
     ppo,
     signed_advantage_counts,
@@ -248,6 +250,25 @@ def test_ppo_signed_counts_are_per_walk_sums_of_standardised_advantages(maze332,
     np.testing.assert_allclose(np.asarray(positive), P, atol=2e-4)
     np.testing.assert_allclose(np.asarray(negative), M, atol=2e-4)
     assert P.sum() > 10 and M.sum() < -10 and (P + M).sum() == pytest.approx(0.0, abs=1e-6 * P.sum())
+
+
+def test_ppo_minibatch_counts_add_the_walks_in_the_minibatch_order(maze332, ppo_batch):
+    """The minibatch's (P, M) are the walks' tables added left to right in the order of ``walks`` (the
+    bits of ``ordered_sum`` over a gather of them), under jit and vmap; another order of the same walks
+    gives the same sums up to rounding only."""
+    _, rollouts, critic = ppo_batch
+    positive, negative = signed_advantage_counts(maze332, rollouts, jnp.asarray(critic), 0.01, 0.95)
+    walks = jnp.asarray(np.random.default_rng(3).permutation(positive.shape[0])[:5], jnp.int32)
+    P, M = jax.jit(minibatch_counts)(positive, negative, walks)
+    np.testing.assert_array_equal(np.asarray(P), np.asarray(ordered_sum(positive[walks], axis=0)))
+    np.testing.assert_array_equal(np.asarray(M), np.asarray(ordered_sum(negative[walks], axis=0)))
+    np.testing.assert_allclose(np.asarray(P), np.asarray(positive)[np.asarray(walks)].sum(0), atol=1e-5)
+    orders = jnp.stack([walks, walks[::-1]])
+    both = jax.jit(jax.vmap(minibatch_counts, in_axes=(None, None, 0)))(positive, negative, orders)
+    np.testing.assert_array_equal(np.asarray(both[0][0]), np.asarray(P))
+    np.testing.assert_allclose(np.asarray(both[0][1]), np.asarray(P), atol=1e-5)
+    single = minibatch_counts(positive, negative, walks[:1])
+    np.testing.assert_array_equal(np.asarray(single[1]), np.asarray(negative[walks[0]]))
 
 
 def test_ppo_passes_fold_vmapped_runs_without_changing_a_run(maze332, ppo_batch):
