@@ -190,7 +190,7 @@ def exact_types(maze: Maze, logits: jax.Array) -> dict:
     return _type_probabilities(maze, logits.astype(F64))
 
 
-def train_loop(step, carry, *, steps: int, record_every: int, probe, measure):
+def train_loop(step, carry, *, steps: int, record_every: int, probe):
     """Run ``steps`` training steps inside ``lax.scan``, recording every ``record_every`` steps.
 
     Args:
@@ -198,21 +198,37 @@ def train_loop(step, carry, *, steps: int, record_every: int, probe, measure):
         computes anyway at the policy *before* its update (e.g. the exact H with its gradient).
       carry: initial carry; ``carry[0]`` must be the logits.
       probe: ``carry -> dict`` of quantities recorded at each checkpoint on top of ``measured``.
-      measure: ``carry -> dict`` with the same keys as ``measured``, for the final policy.
 
     Returns ``(final carry, records)``: records are dicts of arrays with a leading axis of size
     ``steps // record_every + 1`` (before step 0, then after every ``record_every`` steps).
+
+    The final policy is recorded by one more chunk whose first step (``t = steps``) runs for its
+    ``measured`` only (its update is discarded; skipped too when ``measured`` is empty) and whose
+    other steps are skipped (``lax.cond``), so the compiled program holds one copy of ``step`` and of
+    ``probe``: a separate final evaluation doubled the exact solver in every trainer's program.
     """
+    step = jax.jit(step)  # traced once: the shapes below come from the same trace as the call
+
+    def guarded(carry, t):
+        shapes = jax.eval_shape(step, carry, t)[1]
+        last = steps + 1 if jax.tree.leaves(shapes) else steps
+
+        def run(carry):
+            new, measured = step(carry, t)
+            return jax.tree.map(lambda n, o: jnp.where(t < steps, n, o), new, carry), measured
+
+        def skip(carry):
+            return carry, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        return lax.cond(t < last, run, skip, carry)
 
     def chunk(carry, start):
         probed = probe(carry)
-        carry, measured = lax.scan(step, carry, start + jnp.arange(record_every, dtype=jnp.int32))
+        carry, measured = lax.scan(guarded, carry, start + jnp.arange(record_every, dtype=jnp.int32))
         return carry, {**probed, **jax.tree.map(lambda m: m[0], measured)}
 
-    starts = record_every * jnp.arange(steps // record_every, dtype=jnp.int32)
-    carry, records = lax.scan(chunk, carry, starts)
-    last = {**probe(carry), **measure(carry)}
-    return carry, jax.tree.map(lambda r, x: jnp.concatenate([r, x[None]]), records, last)
+    starts = record_every * jnp.arange(steps // record_every + 1, dtype=jnp.int32)
+    return lax.scan(chunk, carry, starts)
 
 
 def result(logits, records, config: Config, extra: dict | None = None) -> TrainResult:

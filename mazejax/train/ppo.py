@@ -552,7 +552,7 @@ def make_ppo(config: PPOConfig):
         critic = jnp.zeros((maze.capacity.targets, maze.capacity.states), jnp.float32)
         (logits, _, _), records = base.train_loop(
             step, (init_logits, tx.init(init_logits), critic), steps=config.steps, record_every=config.record_every,
-            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=measure,
+            probe=lambda carry: {"types": base.exact_types(maze, carry[0])},
         )
         return base.result(logits, records, config)
 

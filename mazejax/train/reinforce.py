@@ -130,9 +130,7 @@ def make_reinforce(config: ReinforceConfig = ReinforceConfig()):
 
         start = (init_logits, tx.init(init_logits), jnp.asarray(jnp.inf, base.F64), jnp.zeros((), base.F64))
         (logits, *_), records = base.train_loop(
-            step, start, steps=config.steps, record_every=config.record_every, probe=probe,
-            measure=measure if exact_rule else lambda carry: {},
-        )
+            step, start, steps=config.steps, record_every=config.record_every, probe=probe)
         return base.result(logits, records, config, extra={"moves": records["moves"]})
 
     return train

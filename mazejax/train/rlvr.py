@@ -123,7 +123,7 @@ def make_rlvr_exact(config: RLVRConfig = RLVRConfig()):
 
         (logits, _), records = base.train_loop(
             step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
-            probe=lambda carry: {"types": base.exact_types(maze, carry[0])}, measure=lambda carry: evaluate(carry[0])[1],
+            probe=lambda carry: {"types": base.exact_types(maze, carry[0])},
         )
         return base.result(logits, records, config, extra={"gradient_sign": records.pop("gradient_sign")})
 

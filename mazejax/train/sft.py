@@ -227,7 +227,7 @@ def fit_transitions(tx, maze: Maze, init_logits, population, batch, config: base
 
     (logits, _), records = base.train_loop(
         step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
-        probe=probe, measure=lambda carry: {},
+        probe=probe,
     )
     return base.result(logits, records, config)
 

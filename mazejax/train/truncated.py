@@ -90,10 +90,6 @@ def make_rlvr_truncated(config: TruncatedConfig):
             hit, length = exact.truncated_objective(maze, logits, horizon, max_horizon)
             return beta * length - hit, (hit, length)
 
-        def measure(carry):
-            loss, (hit, length) = objective(carry[0])
-            return {"loss": loss, "hit_probability": hit, "truncated_length": length}
-
         def step(carry, t):
             logits, opt_state = carry
             (loss, (hit, length)), grad = jax.value_and_grad(objective, has_aux=True)(logits)
@@ -102,7 +98,7 @@ def make_rlvr_truncated(config: TruncatedConfig):
 
         (logits, _), records = base.train_loop(
             step, (init_logits, tx.init(init_logits)), steps=config.steps, record_every=config.record_every,
-            probe=lambda carry: base.exact_metrics(maze, carry[0]), measure=measure,
+            probe=lambda carry: base.exact_metrics(maze, carry[0]),
         )
         extra = {"hit_probability": records["hit_probability"], "truncated_length": records["truncated_length"],
                  "horizon": horizon}
