@@ -538,9 +538,10 @@ def test_results_do_not_depend_on_the_pool_size():
     _fields_equal(big, search_walks(maze, mazejax.sft_limit_logits(maze), key, 1500, BIG, "aggregate", lanes=128))
 
 
-def test_round_lengths_do_not_change_a_walk_or_its_float_sums(monkeypatch):
-    """When each walk has its own lane no lane is ever refilled, so the rounds of every stage may have
-    any length: the walks, records and float sums of weighted counts keep their bits."""
+def test_round_lengths_and_stage_sizes_do_not_change_a_walk_or_its_float_sums(monkeypatch):
+    """When each walk has its own lane no lane is ever refilled, so the stages may have any sizes and
+    their rounds any length: the walks, records and float sums of weighted counts keep their bits."""
+    from mazejax.simulate import pool as pool_module
     from mazejax.simulate import walks as walks_module
 
     maze = mazejax.Maze(3, 2, 2)
@@ -548,21 +549,23 @@ def test_round_lengths_do_not_change_a_walk_or_its_float_sums(monkeypatch):
     keys = jax.random.split(jax.random.key(9), 3)
     weights = np.random.default_rng(1).normal(size=(3, 300)).astype(np.float32)  # sums not exact in float32
 
-    def run():  # 3 runs of 300 walks folded into one pool of 900 lanes, one per walk, then 450 and 225
+    def run():  # 3 runs of 300 walks folded into one pool of 900 lanes, one per walk
         walks_module._runs_jit.clear_cache()
         return jax.vmap(lambda k, w: sample_walks(maze, logits, k, 300, 200, record=20, counts=True, weights=w,
                                                   stats=True))(keys, weights)
 
-    before, stats = run()
+    before, coarse = run()
+    monkeypatch.setattr(pool_module, "COARSE_LANES", 100)  # halve down to 225 lanes instead of 900 -> 128
     monkeypatch.setattr(walks_module, "SHORT_ROUND", 5)  # the 900-lane stage's rounds
     monkeypatch.setattr(walks_module, "SHORT_ROUND_LANES", 500)
     monkeypatch.setattr(walks_module, "ROUND", 7)  # the smaller stages
-    after, _ = run()
+    after, halved = run()
     monkeypatch.undo()
     walks_module._runs_jit.clear_cache()
     _fields_equal(before, after)
-    np.testing.assert_array_equal(stats.sizes[0], [900, 450, 225])  # the shared pool's stages, as run
-    assert np.all(np.asarray(stats.rounds[0]) > 0)  # every stage ran
+    np.testing.assert_array_equal(coarse.sizes[0], [900, 128])  # the shared pool's stages, as run
+    np.testing.assert_array_equal(halved.sizes[0], [900, 450, 225])
+    assert np.all(np.asarray(coarse.rounds[0]) > 0) and np.all(np.asarray(halved.rounds[0]) > 0)  # every stage ran
     assert 0 < int(np.asarray(before.length >= 200).sum()) < 900  # some walks are cut inside a round
 
 

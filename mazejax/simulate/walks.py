@@ -180,7 +180,7 @@ def sample_walks(
     drawn = rng.targets(maze, key, target)
     if mesh is not None:  # one run, its walks split over devices in contiguous blocks
         n = pool.devices_of(mesh)
-        sizes = pool.stage_sizes(num // n, max(lanes // n, 1))
+        sizes = pool.stage_sizes(num // n, max(lanes // n, 1), queue=num // n > max(lanes // n, 1))
         walks, rounds = _split_kernel(tables, key, horizon, drawn, weights, layout=layout, num=num, record=record,
                                       counts=bool(counts), lanes=max(lanes // n, 1), mesh=mesh)
         return (walks, pool.stats(sizes, rounds, _round_moves(num // n, max(lanes // n, 1), sizes), mesh)) if stats \
@@ -232,7 +232,7 @@ def _runs_kernel(num: int, record: int, counts: bool, lanes: int, layout):
 def _runs_jit(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
               lanes, layout):
     B = alias_entry.shape[0]
-    sizes = pool.stage_sizes(B * lanes, B * lanes)
+    sizes = pool.stage_sizes(B * lanes, B * lanes, queue=num > lanes)
     out, rounds = _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, num=num,
                               record=record, counts=counts, lanes=lanes, layout=layout, sizes=sizes)
     moves = jnp.asarray(sizes, jnp.float32) * jnp.asarray(_round_moves(num, lanes, sizes), jnp.float32)
@@ -247,7 +247,7 @@ def _split_kernel(tables, key, horizon, target, weights, *, layout, num, record,
         weights = jnp.zeros(num, jnp.float32)  # unused
 
     def local(alias_entry, successor_code, degree, key, horizon, drawn, weights, start, *, num):
-        sizes = pool.stage_sizes(num, lanes)
+        sizes = pool.stage_sizes(num, lanes, queue=num > lanes)
         out, rounds = _pool_walks(*(x[None] for x in (alias_entry, successor_code, degree, key, horizon, drawn,
                                                       weights, start)), num=num, record=record, counts=counts,
                                   lanes=min(num, lanes), layout=layout, sizes=sizes)
