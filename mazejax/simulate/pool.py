@@ -166,5 +166,5 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
     return glob, jnp.stack(rounds)
 
 
-__all__ = ["COARSE_LANES", "MIN_LANES", "PoolStats", "compact", "devices_of", "next_walks", "run_stages", "sharded", "stage_sizes",
-           "stats"]
+__all__ = ["COARSE_LANES", "MIN_LANES", "PoolStats", "compact", "devices_of", "next_walks", "run_stages", "sharded",
+           "stage_sizes", "stats"]

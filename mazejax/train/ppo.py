@@ -426,8 +426,9 @@ def minibatch_counts(positive: jax.Array, negative: jax.Array, walks: jax.Array)
     """The minibatch's ``(P, M)``, float32 [S, D] each: the sums of the per-walk tables
     (:func:`signed_advantage_counts`) of ``walks`` (int [B]), added in the order of ``walks``.
 
-    A loop over the walks, each table one contiguous slice: about 3x faster here than summing a
-    gather of the ``B`` tables (XLA:CPU gathers them element by element), with the same bits.
+    A loop over the walks, each table one contiguous slice, with the bits of ``ordered_sum`` over a
+    gather of the ``B`` tables, which XLA:CPU copies element by element: PPO's 16 minibatch updates of
+    4 seeds at W = K = 6, L = 5 took 6.0 ms instead of 19.9 ms on one core.
     """
     def add(j, sums):
         return tuple(total + lax.dynamic_index_in_dim(x, walks[j], keepdims=False)
