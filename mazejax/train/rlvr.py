@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from jax import lax
 
 from mazejax import exact, validate
 from mazejax.exact import symmetric
@@ -203,24 +202,16 @@ def symmetric_trajectory(config: RLVRSymmetricConfig, hparams: RLVRHParams, W, K
         return beta * H - 1.0, H, jnp.stack([dx, -dx], axis=-1), p
 
     def step(carry, t):
-        """One evaluation (with the records of the policy before its update) and, before the last
-        step, one update: a single copy of the gradient in the compiled program."""
+        """One evaluation (the records of the policy before its update) and one update."""
         theta, state = carry
         loss, H, grad, p = value_and_grad(theta)
-        updates, new_state = tx.update(grad.astype(theta.dtype), state, theta)
-        go = t < config.steps
-        carry = (jnp.where(go, optax.apply_updates(theta, updates), theta), jax.tree.map(
-            lambda new, old: jnp.where(go, new, old), new_state, state))
-        return carry, {"hitting_time": H, "loss": loss, "types": dict(zip("abcd", p)),
-                       "gradient_sign": -jnp.sign(grad[..., 0]).astype(base.F64)}
+        updates, state = tx.update(grad.astype(theta.dtype), state, theta)
+        return (optax.apply_updates(theta, updates), state), {
+            "hitting_time": H, "loss": loss, "types": dict(zip("abcd", p)),
+            "gradient_sign": -jnp.sign(grad[..., 0]).astype(base.F64)}
 
-    def chunk(carry, start):
-        carry, recorded = lax.scan(step, carry, start + jnp.arange(config.record_every, dtype=jnp.int32))
-        return carry, jax.tree.map(lambda r: r[0], recorded)
-
-    # R + 1 chunks: the last one evaluates the final policy (its other evaluations update nothing)
-    starts = config.record_every * jnp.arange(config.steps // config.record_every + 1, dtype=jnp.int32)
-    (theta, _), history = lax.scan(chunk, (theta, tx.init(theta)), starts)
+    (theta, _), history = base.train_loop(step, (theta, tx.init(theta)), steps=config.steps,
+                                          record_every=config.record_every, probe=lambda carry: {})
     return theta, history
 
 
