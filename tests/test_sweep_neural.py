@@ -27,6 +27,7 @@ def rows(tmp_path_factory):
     return {(r["policy"], r["K"]): r for r in store.read_runs(out / "runs.csv")}, out
 
 
+@pytest.mark.slow  # 46 s of compiling two policies' programs; the policies' own tests (test_transformer.py) run by default
 def test_both_policies_reproduce_the_base_model(rows):
     table, out = rows
     assert len(table) == 4
