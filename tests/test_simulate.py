@@ -556,7 +556,8 @@ def test_round_lengths_and_stage_sizes_do_not_change_a_walk_or_its_float_sums(mo
                                                   stats=True))(keys, weights)
 
     before, coarse = run()
-    monkeypatch.setattr(pool_module, "COARSE_LANES", 100)  # halve down to 225 lanes instead of 900 -> 128
+    monkeypatch.setattr(pool_module, "COARSE_LANES", 100)  # halve down to 225 lanes instead of one stage of 900
+    monkeypatch.setattr(pool_module, "MIN_BATCH_LANES", 200)
     monkeypatch.setattr(walks_module, "SHORT_ROUND", 5)  # the 900-lane stage's rounds
     monkeypatch.setattr(walks_module, "SHORT_ROUND_LANES", 500)
     monkeypatch.setattr(walks_module, "ROUND", 7)  # the smaller stages
@@ -564,7 +565,7 @@ def test_round_lengths_and_stage_sizes_do_not_change_a_walk_or_its_float_sums(mo
     monkeypatch.undo()
     walks_module._runs_jit.clear_cache()
     _fields_equal(before, after)
-    np.testing.assert_array_equal(coarse.sizes[0], [900, 128])  # the shared pool's stages, as run
+    np.testing.assert_array_equal(coarse.sizes[0], [900])  # the shared pool's stages, as run
     np.testing.assert_array_equal(halved.sizes[0], [900, 450, 225])
     assert np.all(np.asarray(coarse.rounds[0]) > 0) and np.all(np.asarray(halved.rounds[0]) > 0)  # every stage ran
     assert 0 < int(np.asarray(before.length >= 200).sum()) < 900  # some walks are cut inside a round

@@ -13,7 +13,7 @@ full-length walks). The kernels keep a fixed **pool of lanes** instead:
   shorter rounds in its large stages, so a lane whose walk ended waits less for the round to end);
 * when the queue runs dry the pool **shrinks**: stage ``s`` has ``P / 2**s`` lanes (static shapes,
   its own ``while_loop``) down to :data:`MIN_LANES` (a plain-walk pool without a queue divides by 8
-  below :data:`COARSE_LANES`); a stage is left when the walks in progress fit
+  below :data:`COARSE_LANES`, down to :data:`MIN_BATCH_LANES`); a stage is left when the walks in progress fit
   the next one, whose lanes are then filled by compacting them (prefix sum); later stages only move.
 
 Memory is O(lanes) whatever the horizon, plus O(num) for the outputs and per-walk seeds. Under
@@ -34,14 +34,22 @@ from jax.sharding import PartitionSpec
 
 from mazejax.simulate.common import AXIS
 
-#: The smallest pool stage (lanes).
+#: The smallest stage (lanes) of a pool with a queue.
 MIN_LANES = 128
 #: A plain-walk pool without a queue (every walk has its lane from the start, e.g. a trainer's batch) halves its
 #: stages only while they have more than this many lanes, then divides them by 8 (down to
-#: :data:`MIN_LANES`): its small stages are bound by per-round overhead more than by lanes, and every
+#: :data:`MIN_BATCH_LANES`): its small stages are bound by per-round overhead more than by lanes, and every
 #: stage is one more copy of the walk kernel to compile (1024 REINFORCE runs on two devices: 7 stages
 #: instead of 10, compiled in 11.3 s instead of 13.6-14.5 s, and no slower).
 COARSE_LANES = 4096
+#: The smallest stage of a pool without a queue. Its last stages hold the longest walks of every run for a
+#: few rounds, bound by per-round overhead, so a stage of 128 lanes after 512 saved no time and was one
+#: more copy of the walk kernel (Intel Xeon host, one process, old and new alternating: REINFORCE's
+#: gradient kernel for 512 runs at (3,3,2) compiled in 5.0-6.2 s instead of 6.5-7.1 s (382 fusions
+#: instead of 432) and ran in the same time at the base policy and the backtracker; PPO's recorded walks
+#: of 4 seeds at (6,6,5), one stage of 256 lanes instead of 256 and 128: compile 2.0-2.3 s instead of
+#: 3.0-3.1 s, run 3.2 against 3.1 ms at the backtracker and 30 against 27 ms at the base policy).
+MIN_BATCH_LANES = 512
 
 
 class PoolStats(NamedTuple):
@@ -63,11 +71,12 @@ class PoolStats(NamedTuple):
 
 def stage_sizes(num: int, lanes: int, queue: bool = True) -> tuple:
     """Static pool sizes ``P, P / 2, ...`` (``P = min(num, lanes)``) down to :data:`MIN_LANES`; without a
-    ``queue``, ``/ 8`` instead of ``/ 2`` from :data:`COARSE_LANES` lanes down."""
+    ``queue``, ``/ 8`` instead of ``/ 2`` from :data:`COARSE_LANES` lanes down, to :data:`MIN_BATCH_LANES`."""
     sizes = [min(num, lanes)]
-    while sizes[-1] // 2 >= MIN_LANES:
+    smallest = MIN_LANES if queue else MIN_BATCH_LANES
+    while sizes[-1] // 2 >= smallest:
         ratio = 2 if queue or sizes[-1] > COARSE_LANES else 8
-        sizes.append(max(sizes[-1] // ratio, MIN_LANES))
+        sizes.append(max(sizes[-1] // ratio, smallest))
     return tuple(sizes)
 
 
@@ -166,5 +175,5 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
     return glob, jnp.stack(rounds)
 
 
-__all__ = ["COARSE_LANES", "MIN_LANES", "PoolStats", "compact", "devices_of", "next_walks", "run_stages", "sharded",
-           "stage_sizes", "stats"]
+__all__ = ["COARSE_LANES", "MIN_BATCH_LANES", "MIN_LANES", "PoolStats", "compact", "devices_of", "next_walks",
+           "run_stages", "sharded", "stage_sizes", "stats"]
