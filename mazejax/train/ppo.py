@@ -167,8 +167,9 @@ def move_slots(maze: Maze, before: jax.Array, after: jax.Array) -> jax.Array:
 
 def _slots(successors: jax.Array, valid: jax.Array, after: jax.Array) -> jax.Array:
     """:func:`move_slots` from the successor rows [..., D] (and their validity) of the states before."""
-    hit = (successors == after[..., None]) & valid
-    return jnp.where(after >= 0, jnp.argmax(hit, axis=-1), 0).astype(jnp.int32)
+    hit = (successors == after[..., None]) & valid & (after[..., None] >= 0)  # one slot at most
+    # the largest hit index, in int32: argmax reduced (pred, int64) pairs, 10% of PPO's train pass
+    return jnp.max(jnp.where(hit, jnp.arange(successors.shape[-1], dtype=jnp.int32), 0), axis=-1)
 
 
 # ------------------------------------------------------------------------------------------------
