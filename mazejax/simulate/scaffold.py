@@ -181,8 +181,8 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
         cdf = ordered_cumsum(weight, axis=1)
         allowed_mass = cdf[:, -1]
         stuck = ~jnp.any(weight > 0, axis=1)
-        slot = jnp.sum(cdf <= (u_move * allowed_mass)[:, None], axis=1)
-        last = D - 1 - jnp.argmax((weight > 0)[:, ::-1], axis=1)
+        slot = jnp.sum(cdf <= (u_move * allowed_mass)[:, None], axis=1, dtype=jnp.int32)
+        last = jnp.max(jnp.where(weight > 0, jnp.arange(D, dtype=jnp.int32), 0), axis=1)  # int32, not argmax's int64
         slot = jnp.minimum(slot, last)
         if mode == "aggregate":  # rejected proposals before the accepted one: Geometric(allowed)
             forbidden_mass = ordered_sum(jnp.where(forbidden, prob, 0.0), axis=1)
