@@ -240,7 +240,7 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
     padded = jnp.concatenate([walk_length, jnp.zeros(1, walk_length.dtype)])
     first_blocks = [((padded[size] + BLOCK - 1) // BLOCK).astype(jnp.int32) for size in sizes]
     blocks = ((walk_length[0] + BLOCK - 1) // BLOCK).astype(jnp.int32)
-    columns = jnp.arange(BLOCK + 1, dtype=jnp.int32)
+    columns = jnp.arange(1, BLOCK + 1, dtype=jnp.int32)  # the times of a block's moves, from j BLOCK
 
     def stages(body, carry):
         """``body(R, j, carry)`` for j = blocks - 1, ..., 0, on the stage of R rows that holds block j."""
@@ -261,7 +261,7 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
         states = window(size, j)
         after = states[:, 1:]
         moving = after >= 0
-        last = (j * BLOCK + columns[1:])[None, :] == walk_length[:size, None]
+        last = (j * BLOCK + columns)[None, :] == walk_length[:size, None]
         row = offset[:size, None]
         cell = row + jnp.where(moving, states[:, :-1], 0)
         value = values[cell]
