@@ -137,7 +137,7 @@ def next_walks(done, queue, num: int):
 def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, fills, pending=None):
     """The stage loops of a pool kernel.
 
-    ``moves(lanes, glob, first)`` runs one round of moves (``first``: in stage 0),
+    ``moves(lanes, glob)`` runs one round of moves,
     ``refill(lanes, glob)`` writes the ended walks' results and hands their lanes new walks from
     the queue (None when every walk already has its lane: stage 0 then only moves, like the
     others), ``flush(lanes, glob)`` writes the results of ended walks (without refilling),
@@ -163,7 +163,7 @@ def run_stages(lanes: dict, glob: dict, sizes, *, moves, refill, flush, active, 
 
         def body(carry, first=s == 0):
             lanes, glob, r = carry
-            lanes, glob = moves(lanes, glob, first)
+            lanes, glob = moves(lanes, glob)
             if first and refill is not None:
                 lanes, glob = refill(lanes, glob)
             return lanes, glob, r + 1

@@ -241,7 +241,7 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
         ended = lanes["done"] & (lanes["idx"] < num)
         return dict(lanes, idx=jnp.where(ended, num, lanes["idx"])), write(lanes, glob, ended)
 
-    def moves(lanes, glob, first):
+    def moves(lanes, glob):
         lanes, _ = lax.scan(step, lanes, None, length=ROUND)
         return lanes, glob
 

@@ -56,7 +56,6 @@ SHORT_ROUND = 16
 SHORT_ROUND_LANES = 2048
 #: Default pool size (speed only).
 LANES = 16384
-_UNROLL = 8  # scan unroll of a round in the first stage (speed only)
 
 
 class Walks(NamedTuple):
@@ -338,7 +337,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
         ended = (lanes_["state"] == S) & (lanes_["idx"] < num)
         return dict(lanes_, idx=jnp.where(ended, num, lanes_["idx"])), write(lanes_, glob, ended)
 
-    def moves(lanes_, glob, first):
+    def moves(lanes_, glob):
         """``R`` moves of every lane, then lanes at their run's horizon are sent to the sink."""
         g, goal, run = lanes_["g"], lanes_["goal"], lanes_["run"]
         R = round_of[lanes_["state"].shape[0]]
@@ -371,9 +370,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
         k0 = lanes_["k"]
         w0 = lanes_["w"]
         (state, k, w, _, tally), entered = lax.scan(
-            step, (lanes_["state"], k0, w0, uniform(w0 + g), glob["tally"] if counts else None), None, length=R,
-            unroll=_UNROLL if first and queue else 1,
-        )
+            step, (lanes_["state"], k0, w0, uniform(w0 + g), glob["tally"] if counts else None), None, length=R)
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
         # overshoot: never recorded or counted); k = horizon + 1 marks it as a miss
         cut = (state != S) & (k >= h)
