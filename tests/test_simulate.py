@@ -281,8 +281,9 @@ def test_alias_tables_reproduce_the_policy_to_24_bits():
     logits = np.where(np.isfinite(logits), rng.normal(0, 4, logits.shape), -np.inf).astype(np.float32)
     logits[5, 1] = -25.0  # a probability of ~1e-11: must stay positive
     layout = alias_tables.layout(maze)
-    entry, _, degree = alias_tables.stepper_tables(maze, jnp.asarray(logits))
-    entry = np.asarray(entry).reshape(-1, layout.degree)[:-1]
+    table, degree = alias_tables.stepper_tables(maze, jnp.asarray(logits))
+    table = np.asarray(table).reshape(-1, layout.degree, 3)
+    entry = table[:-1, :, 0]
     degree, r = int(degree), layout.resolution
     p = np.asarray(mazejax.probabilities(maze, jnp.asarray(logits, jnp.float32)), np.float64)
     implied = np.zeros_like(p)
@@ -297,6 +298,13 @@ def test_alias_tables_reproduce_the_policy_to_24_bits():
     real = np.asarray(maze.state_mask)
     assert np.all(np.abs(implied - p)[real] < 4 * degree / 2**r)
     assert np.all((implied > 0) == (p > 0))  # zero stays zero, positive stays positive
+    # each row also holds the successor codes of its slot and of its alias slot; the sink row stays in S
+    succ = np.asarray(maze.successors)
+    S = layout.states
+    np.testing.assert_array_equal(table[:-1, :, 1] & (2**layout.state_bits - 1), succ)
+    alias_slot = np.where(entry >> layout.alias_bits > 0, entry & (2**layout.alias_bits - 1), entry)
+    np.testing.assert_array_equal(table[:-1, :, 2], np.take_along_axis(table[:-1, :, 1], alias_slot, axis=1))
+    np.testing.assert_array_equal(table[-1], np.tile([0, S, S], (layout.degree, 1)))
 
 
 # ----------------------------------------------------------------------------------------

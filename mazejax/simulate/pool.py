@@ -4,7 +4,7 @@ Walk lengths are roughly geometric, so a batch-major stepper that moves all ``nu
 *longest* ends spends most of its lane-steps on walks that already ended (about 10x at 65536
 full-length walks). The kernels keep a fixed **pool of lanes** instead:
 
-* each lane holds one walk (its index, state, move count, random-stream state, goal); a *round* is
+* each lane holds one walk (its index, state, move count, random-stream seed, goal); a *round* is
   a fixed number of moves of every lane; a walk that ends waits in place until the round is over;
 * stage 0 (``P`` lanes) *refills* after every round: finished lanes write their walk's results to
   the ``[num]`` outputs and take the next walk indices from a queue counter (exclusive prefix sum

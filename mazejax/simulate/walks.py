@@ -15,7 +15,7 @@ recompile. Optionally records the visited states and (weighted) move counts.
 **Cost.** Walks run on a pool of lanes (:mod:`mazejax.simulate.pool`) that take the next walk as
 soon as theirs ends and shrink when the queue runs dry, so the cost is proportional to the moves
 made, not to ``num x`` the longest walk, and memory is O(lanes) whatever the horizon (plus O(num)
-for the results and ``num * record`` for a state buffer). A move is two table lookups
+for the results and ``num * record`` for a state buffer). A move is one table lookup
 (:mod:`mazejax.simulate.alias`), one hash (:mod:`mazejax.simulate.rng`) and a few integer
 operations, branch-free; a walk that hits its target moves to an absorbing sink row. Walks past
 the horizon are cut at the end of a round (:data:`ROUND` or :data:`SHORT_ROUND` moves; their extra
@@ -217,7 +217,7 @@ def _runs_kernel(num: int, record: int, counts: bool, lanes: int, layout):
     one pool, whose lanes move to the runs still walking as the others finish, and whose counts
     are one scatter (not a batched one per run).
 
-    Inputs: the stepper tables (alias entries, successor codes [B, (S + 1) D], degree [B]), key
+    Inputs: the stepper tables (move table [B, (S + 1) D, 3], degree [B]), key
     words [B, 2], horizon [B], targets [B, num], count weights [B, num], first walk index [B].
     Each run owns ``lanes`` lanes (its walks, in order, as in a pool of its own), so a run's walks,
     move counts and their float sums (in the same order) do not depend on the other runs.
@@ -228,12 +228,11 @@ def _runs_kernel(num: int, record: int, counts: bool, lanes: int, layout):
 
 
 @functools.partial(jax.jit, static_argnames=("num", "record", "counts", "lanes", "layout"))
-def _runs_jit(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
-              lanes, layout):
-    B = alias_entry.shape[0]
+def _runs_jit(table, degree, key, horizon, target, weights, start, *, num, record, counts, lanes, layout):
+    B = table.shape[0]
     sizes = pool.stage_sizes(B * lanes, B * lanes, queue=num > lanes)
-    out, rounds = _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, num=num,
-                              record=record, counts=counts, lanes=lanes, layout=layout, sizes=sizes)
+    out, rounds = _pool_walks(table, degree, key, horizon, target, weights, start, num=num, record=record,
+                              counts=counts, lanes=lanes, layout=layout, sizes=sizes)
     moves = jnp.asarray(sizes, jnp.float32) * jnp.asarray(_round_moves(num, lanes, sizes), jnp.float32)
     lane_steps = jnp.sum(rounds.astype(jnp.float32) * moves)
     return {**out, "sizes": jnp.asarray(sizes, jnp.int32), "rounds": rounds, "lane_steps": lane_steps}
@@ -245,11 +244,10 @@ def _split_kernel(tables, key, horizon, target, weights, *, layout, num, record,
     if weights is None:
         weights = jnp.zeros(num, jnp.float32)  # unused
 
-    def local(alias_entry, successor_code, degree, key, horizon, drawn, weights, start, *, num):
+    def local(table, degree, key, horizon, drawn, weights, start, *, num):
         sizes = pool.stage_sizes(num, lanes, queue=num > lanes)
-        out, rounds = _pool_walks(*(x[None] for x in (alias_entry, successor_code, degree, key, horizon, drawn,
-                                                      weights, start)), num=num, record=record, counts=counts,
-                                  lanes=min(num, lanes), layout=layout, sizes=sizes)
+        out, rounds = _pool_walks(*(x[None] for x in (table, degree, key, horizon, drawn, weights, start)), num=num,
+                                  record=record, counts=counts, lanes=min(num, lanes), layout=layout, sizes=sizes)
         out = jax.tree.map(lambda x: x[0], out)
         walks = _walks(out, drawn, num, record, counts, layout)
         if counts:
@@ -269,12 +267,11 @@ def _round_moves(num: int, lanes: int, sizes) -> tuple:
     return tuple(SHORT_ROUND if num <= lanes and size > SHORT_ROUND_LANES else ROUND for size in sizes)
 
 
-def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weights, start, *, num, record, counts,
-                lanes, layout, sizes):
+def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, record, counts, lanes, layout, sizes):
     """The plain-walk pool of ``B`` runs (leading axis of every input): each run's walks
     ``start[b], ..., start[b] + num - 1`` on its own ``lanes`` lanes in stage 0 (refilled from its own
     queue), then all active lanes compacted together as the pool shrinks."""
-    B = alias_entry.shape[0]
+    B = table.shape[0]
     S, D = layout.states, layout.degree
     P = B * lanes
     seed_w, seed_g = jax.vmap(lambda k, s: rng.walk_seeds(k, s, num))(key, start)  # [B, num]
@@ -283,9 +280,9 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     frac_mask = jnp.uint32(2**layout.resolution - 1)
     state_mask = jnp.int32(2**layout.state_bits - 1)
     alias_mask = jnp.int32(2**layout.alias_bits - 1)
-    table = (S + 1) * D
-    entries, codes = alias_entry.ravel(), successor_code.ravel()
-    no_count = B * table  # the tally's last entry: where moves that are not counted go
+    rows = (S + 1) * D  # rows of a run's move table
+    table = table.reshape(B * rows, 3)
+    no_count = B * rows  # the tally's last entry: where moves that are not counted go
     hz = horizon.astype(jnp.uint32)  # [B]
     queue = num > lanes  # stage 0 refills lanes from a queue (else every walk has its own lane)
     # all weights zero (e.g. a first pass that only needs lengths): the counts are zeros, skip them
@@ -296,10 +293,11 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
         """One move of every lane: (next state (sink after a hit), state entered, flat (run, s, slot))."""
         slot = (x >> layout.resolution).astype(jnp.int32)
         frac = (x & frac_mask).astype(jnp.int32)
-        base = state * D if B == 1 else run * table + state * D
-        entry = entries.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")
-        slot = jnp.where(frac < (entry >> layout.alias_bits), slot, entry & alias_mask)
-        code = codes.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")
+        base = state * D if B == 1 else run * rows + state * D
+        row = table.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")  # [lanes, 3]
+        keep = frac < (row[:, 0] >> layout.alias_bits)
+        slot = jnp.where(keep, slot, row[:, 0] & alias_mask)
+        code = jnp.where(keep, row[:, 1], row[:, 2])
         entered = code & state_mask
         return jnp.where((code >> layout.state_bits) == goal, S, entered), entered, base + slot
 
@@ -339,17 +337,17 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
 
     def moves(lanes_, glob):
         """``R`` moves of every lane, then lanes at their run's horizon are sent to the sink."""
-        g, goal, run = lanes_["g"], lanes_["goal"], lanes_["run"]
+        w, g, goal, run = lanes_["w"], lanes_["g"], lanes_["goal"], lanes_["run"]
         R = round_of[lanes_["state"].shape[0]]
 
         h = hz[run]
         weight = lanes_["weight"] if counts else None
 
-        def uniform(w):  # the move's uniform as x = (slot, fraction) bits
-            return (rng.fmix32(w) >> shift) * degree[run]
+        def uniform(k):  # the uniform of the walk's move k as x = (slot, fraction) bits
+            return (rng.fmix32(w + (k + 1) * g) >> shift) * degree[run]
 
         def step(inner, _):
-            state, k, w, x, tally = inner
+            state, k, x, tally = inner
             nxt, entered, flat = move(state, x, goal, run)
             # the updates below read the lookups' results rather than the carried state, k and x, so
             # XLA updates the loop's buffers in place (no copy of them per move; full-length walks at
@@ -361,20 +359,24 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
                 # (k is already this move's count: k <= h is "the count before it was < h")
                 at = jnp.where(moving & (k <= h), flat, no_count)
                 tally = lax.cond(counting, lambda t: t.at[at].add(weight, mode="promise_in_bounds"), lambda t: t, tally)
-            w = w + g
-            # the next move's uniform, hashed here (once, carried) rather than in both of its lookups;
-            # nxt >= 0 always: the condition only orders the hash after the lookups that read x
-            x = jnp.where(nxt >= 0, uniform(w + g), 0)
-            return (nxt, k, w, x, tally), jnp.where(moving, entered, -1) if record else None
+                # at >= 0 always: orders the index (it reads the move's state and x) before the
+                # writes of the next state and uniform (else XLA copies both every move)
+                nxt = jnp.where(at >= 0, nxt, 0)
+            # the next move's uniform, hashed here (once, carried) rather than in the move's two uses
+            # of it, from the walk's move count (the Weyl word of move k is w + (k + 1) g) rather
+            # than a carried word, one update less per move; nxt >= 0 always: the condition only
+            # orders the hash after the lookups that read x (else XLA copies x every move). In a
+            # finished walk (the sink row, where every slot leads to S) x is never used.
+            x = jnp.where(nxt >= 0, uniform(k), 0)
+            return (nxt, k, x, tally), jnp.where(moving, entered, -1) if record else None
 
         k0 = lanes_["k"]
-        w0 = lanes_["w"]
-        (state, k, w, _, tally), entered = lax.scan(
-            step, (lanes_["state"], k0, w0, uniform(w0 + g), glob["tally"] if counts else None), None, length=R)
+        (state, k, _, tally), entered = lax.scan(
+            step, (lanes_["state"], k0, uniform(k0), glob["tally"] if counts else None), None, length=R)
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
         # overshoot: never recorded or counted); k = horizon + 1 marks it as a miss
         cut = (state != S) & (k >= h)
-        lanes_ = dict(lanes_, state=jnp.where(cut, S, state), k=jnp.where(cut, h + 1, k), w=w)
+        lanes_ = dict(lanes_, state=jnp.where(cut, S, state), k=jnp.where(cut, h + 1, k))
         glob = dict(glob, **({"tally": tally} if counts else {}))
         if record:
             r = jnp.arange(R, dtype=jnp.uint32)[:, None]  # move r of the round is move k0 + r of its walk
@@ -411,7 +413,7 @@ def _pool_walks(alias_entry, successor_code, degree, key, horizon, target, weigh
     if record:
         out["buffer"] = glob["buffer"].reshape(B, num * record)
     if counts:
-        out["tally"] = glob["tally"][:no_count].reshape(B, table)
+        out["tally"] = glob["tally"][:no_count].reshape(B, rows)
     return out, rounds
 
 
