@@ -579,6 +579,32 @@ def test_round_lengths_and_stage_sizes_do_not_change_a_walk_or_its_float_sums(mo
     assert 0 < int(np.asarray(before.length >= 200).sum()) < 900  # some walks are cut inside a round
 
 
+def test_one_and_two_lookups_per_move_give_the_same_walks(monkeypatch):
+    """A move is one gather of a 3-word row, or (very large batches of runs) a gather of the alias
+    entry and then of the chosen slot's code: the same walks, records and float sums either way."""
+    maze = mazejax.Maze(3, 2, 2)
+    logits = random_typed_logits(maze, 4)
+    keys = jax.random.split(jax.random.key(4), 3)
+    weights = np.random.default_rng(2).normal(size=(3, 300)).astype(np.float32)
+
+    def run():  # vmapped runs without a queue, and one run whose pool refills from a queue
+        walks._runs_jit.clear_cache()
+        batch = jax.vmap(lambda k, w: sample_walks(maze, logits, k, 300, 200, record=20, counts=True, weights=w))(
+            keys, weights)
+        return batch, sample_walks(maze, logits, keys[0], 300, BIG, record=20, counts=True, weights=weights[0],
+                                   lanes=128)
+
+    layout = alias_tables.layout(maze)
+    assert 3 * (layout.states + 1) * layout.degree <= walks.ONE_LOOKUP_ROWS  # by default, one lookup
+    one = run()
+    monkeypatch.setattr(walks, "ONE_LOOKUP_ROWS", 0)
+    two = run()
+    monkeypatch.undo()
+    walks._runs_jit.clear_cache()
+    for a, b in zip(one, two):
+        _fields_equal(a, b)
+
+
 def test_weighted_counts_of_a_refilling_pool_match_the_recorded_walks():
     maze = mazejax.Maze(3, 2, 2)
     logits = random_typed_logits(maze, 4)

@@ -121,7 +121,8 @@ def stepper_tables(maze: Maze, logits: jax.Array):
         the successor code of its alias slot. One gather of a row is a whole move (old and new code
         alternating in one process, 65536 full-length walks on two CPU devices: 311-331 against
         242-257 M moves/s at (15,15,5), 342-350 against 270-282 at the SFT limit at (3,3,2), with a
-        lookup of the entry followed by one of the chosen slot's code).
+        lookup of the entry followed by one of the chosen slot's code; very large batches of runs
+        still look up twice, :data:`mazejax.simulate.walks.ONE_LOOKUP_ROWS`).
       degree: uint32 scalar, the number of slots the sampler draws from.
     """
     layout_ = layout(maze)

@@ -15,8 +15,8 @@ recompile. Optionally records the visited states and (weighted) move counts.
 **Cost.** Walks run on a pool of lanes (:mod:`mazejax.simulate.pool`) that take the next walk as
 soon as theirs ends and shrink when the queue runs dry, so the cost is proportional to the moves
 made, not to ``num x`` the longest walk, and memory is O(lanes) whatever the horizon (plus O(num)
-for the results and ``num * record`` for a state buffer). A move is one table lookup
-(:mod:`mazejax.simulate.alias`), one hash (:mod:`mazejax.simulate.rng`) and a few integer
+for the results and ``num * record`` for a state buffer). A move is one table lookup (two for
+very large batches of runs, :data:`ONE_LOOKUP_ROWS`; :mod:`mazejax.simulate.alias`), one hash (:mod:`mazejax.simulate.rng`) and a few integer
 operations, branch-free; a walk that hits its target moves to an absorbing sink row. Walks past
 the horizon are cut at the end of a round (:data:`ROUND` or :data:`SHORT_ROUND` moves; their extra
 moves are never recorded or counted).
@@ -56,6 +56,13 @@ SHORT_ROUND = 16
 SHORT_ROUND_LANES = 2048
 #: Default pool size (speed only).
 LANES = 16384
+#: A pool whose runs' move tables have at most this many rows in all draws a move with one gather of
+#: its 3-word row (:func:`mazejax.simulate.alias.stepper_tables`); larger ones gather the alias entry,
+#: then the chosen slot's code, from two 1-word tables. Speed only (the same walks): on the AMD EPYC host
+#: of stop 28 one gather was faster for one run at (6,6,5) to (15,15,5) (40980 rows; 25-30%) and for
+#: PPO's 4 seeds per device at (6,6,5) (10704 rows; its run 12.6-13.1 against 14.2-14.3 s), slower for
+#: 512 REINFORCE runs per device at (3,3,2) (95232 rows; training run 47-49 against 39-40 s).
+ONE_LOOKUP_ROWS = 2**16
 
 
 class Walks(NamedTuple):
@@ -282,6 +289,8 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
     alias_mask = jnp.int32(2**layout.alias_bits - 1)
     rows = (S + 1) * D  # rows of a run's move table
     table = table.reshape(B * rows, 3)
+    one_lookup = B * rows <= ONE_LOOKUP_ROWS
+    entries, codes = (None, None) if one_lookup else (table[:, 0], table[:, 1])
     no_count = B * rows  # the tally's last entry: where moves that are not counted go
     hz = horizon.astype(jnp.uint32)  # [B]
     queue = num > lanes  # stage 0 refills lanes from a queue (else every walk has its own lane)
@@ -294,10 +303,15 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
         slot = (x >> layout.resolution).astype(jnp.int32)
         frac = (x & frac_mask).astype(jnp.int32)
         base = state * D if B == 1 else run * rows + state * D
-        row = table.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")  # [lanes, 3]
-        keep = frac < (row[:, 0] >> layout.alias_bits)
-        slot = jnp.where(keep, slot, row[:, 0] & alias_mask)
-        code = jnp.where(keep, row[:, 1], row[:, 2])
+        if one_lookup:
+            row = table.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")  # [lanes, 3]
+            keep = frac < (row[:, 0] >> layout.alias_bits)
+            slot = jnp.where(keep, slot, row[:, 0] & alias_mask)
+            code = jnp.where(keep, row[:, 1], row[:, 2])
+        else:
+            entry = entries.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")
+            slot = jnp.where(frac < (entry >> layout.alias_bits), slot, entry & alias_mask)
+            code = codes.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")
         entered = code & state_mask
         return jnp.where((code >> layout.state_bits) == goal, S, entered), entered, base + slot
 
@@ -417,4 +431,4 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
     return out, rounds
 
 
-__all__ = ["LANES", "ROUND", "SHORT_ROUND", "SHORT_ROUND_LANES", "Walks", "rollout", "sample_walks"]
+__all__ = ["LANES", "ONE_LOOKUP_ROWS", "ROUND", "SHORT_ROUND", "SHORT_ROUND_LANES", "Walks", "rollout", "sample_walks"]
