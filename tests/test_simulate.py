@@ -547,9 +547,10 @@ def test_results_do_not_depend_on_the_pool_size():
     _fields_equal(big, search_walks(maze, mazejax.sft_limit_logits(maze), key, 1500, BIG, "aggregate", lanes=128))
 
 
-def test_round_lengths_and_stage_sizes_do_not_change_a_walk_or_its_float_sums(monkeypatch):
+def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float_sums(monkeypatch):
     """When each walk has its own lane no lane is ever refilled, so the stages may have any sizes and
-    their rounds any length: the walks, records and float sums of weighted counts keep their bits."""
+    their rounds any length: the walks, records and float sums of weighted counts keep their bits. So
+    does drawing a move with two gathers (entry, then code: very large batches of runs) instead of one."""
     from mazejax.simulate import pool as pool_module
     from mazejax.simulate import walks as walks_module
 
@@ -571,38 +572,18 @@ def test_round_lengths_and_stage_sizes_do_not_change_a_walk_or_its_float_sums(mo
     monkeypatch.setattr(walks_module, "ROUND", 7)  # the smaller stages
     after, halved = run()
     monkeypatch.undo()
+    layout = alias_tables.layout(maze)
+    assert 3 * (layout.states + 1) * layout.degree <= walks_module.ONE_LOOKUP_ROWS  # by default, one gather
+    monkeypatch.setattr(walks_module, "ONE_LOOKUP_ROWS", 0)
+    two, _ = run()
+    monkeypatch.undo()
     walks_module._runs_jit.clear_cache()
     _fields_equal(before, after)
+    _fields_equal(before, two)
     np.testing.assert_array_equal(coarse.sizes[0], [900])  # the shared pool's stages, as run
     np.testing.assert_array_equal(halved.sizes[0], [900, 450, 225])
     assert np.all(np.asarray(coarse.rounds[0]) > 0) and np.all(np.asarray(halved.rounds[0]) > 0)  # every stage ran
     assert 0 < int(np.asarray(before.length >= 200).sum()) < 900  # some walks are cut inside a round
-
-
-def test_one_and_two_lookups_per_move_give_the_same_walks(monkeypatch):
-    """A move is one gather of a 3-word row, or (very large batches of runs) a gather of the alias
-    entry and then of the chosen slot's code: the same walks, records and float sums either way."""
-    maze = mazejax.Maze(3, 2, 2)
-    logits = random_typed_logits(maze, 4)
-    keys = jax.random.split(jax.random.key(4), 3)
-    weights = np.random.default_rng(2).normal(size=(3, 300)).astype(np.float32)
-
-    def run():  # vmapped runs without a queue, and one run whose pool refills from a queue
-        walks._runs_jit.clear_cache()
-        batch = jax.vmap(lambda k, w: sample_walks(maze, logits, k, 300, 200, record=20, counts=True, weights=w))(
-            keys, weights)
-        return batch, sample_walks(maze, logits, keys[0], 300, BIG, record=20, counts=True, weights=weights[0],
-                                   lanes=128)
-
-    layout = alias_tables.layout(maze)
-    assert 3 * (layout.states + 1) * layout.degree <= walks.ONE_LOOKUP_ROWS  # by default, one lookup
-    one = run()
-    monkeypatch.setattr(walks, "ONE_LOOKUP_ROWS", 0)
-    two = run()
-    monkeypatch.undo()
-    walks._runs_jit.clear_cache()
-    for a, b in zip(one, two):
-        _fields_equal(a, b)
 
 
 def test_weighted_counts_of_a_refilling_pool_match_the_recorded_walks():
