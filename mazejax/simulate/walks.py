@@ -16,10 +16,10 @@ recompile. Optionally records the visited states and (weighted) move counts.
 soon as theirs ends and shrink when the queue runs dry, so the cost is proportional to the moves
 made, not to ``num x`` the longest walk, and memory is O(lanes) whatever the horizon (plus O(num)
 for the results and ``num * record`` for a state buffer). A move is one table lookup (two for
-very large batches of runs, :data:`ONE_LOOKUP_ROWS`; :mod:`mazejax.simulate.alias`), one hash (:mod:`mazejax.simulate.rng`) and a few integer
-operations, branch-free; a walk that hits its target moves to an absorbing sink row. Walks past
-the horizon are cut at the end of a round (:data:`ROUND` or :data:`SHORT_ROUND` moves; their extra
-moves are never recorded or counted).
+very large batches of runs, :data:`ONE_LOOKUP_ROWS`; :mod:`mazejax.simulate.alias`), one hash
+(:mod:`mazejax.simulate.rng`) and a few integer operations, branch-free; a walk that hits its
+target moves to an absorbing sink row. Walks past the horizon are cut at the end of a round
+(:data:`ROUND` or :data:`SHORT_ROUND` moves; their extra moves are never recorded or counted).
 
 **Devices.** ``devices=`` splits the walks in contiguous blocks over several devices, each running
 its own pool, with identical results (counts with non-integer weights are summed in another
