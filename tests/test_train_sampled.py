@@ -21,9 +21,7 @@ from mazejax.train.distill import (
 )
 from mazejax.train.ppo import (
     BLOCK,
-    _critic_step,
     _stage_sizes,
-    _train_pass,
     PPOConfig,
     PPOHParams,
     advantages,
@@ -276,30 +274,23 @@ def test_ppo_minibatch_counts_add_the_walks_in_the_minibatch_order(maze332, ppo_
 def test_ppo_passes_fold_vmapped_runs_without_changing_a_run(maze332, ppo_batch):
     """Under vmap the passes fold every run's walks into one list, longest first, on stages of rows
     (40 rows alone: one stage; 80 together: two): a run's advantages, critic and counts are the same
-    bits alone and beside a run whose walks are longer. The trainer's pass without counting (its
-    critic warm-up) gives fit_critic's step, bit for bit, and zero counts, also beside a run that counts."""
+    bits alone and beside a run whose walks are longer (also one critic pass at rate 1, the trainer's
+    warm-up: without the barrier in the critic's step XLA simplified it in one-run programs only)."""
     logits, _, critic = ppo_batch
     short = collect(maze332, logits, jax.random.key(8), 40, 300, 600)
     long = collect(maze332, logits, jax.random.key(9), 40, 600, 600)
     assert int(long.length.max()) > int(short.length.max()) + BLOCK and _stage_sizes(80) == [40, 80]
 
-    def passes(rollouts, beta, counting):
+    def passes(rollouts, beta):
         return (*signed_advantage_counts(maze332, rollouts, critic, beta, 0.95),
-                fit_critic(jnp.asarray(critic), rollouts, beta, 0.95, 1.0, 1), *advantages(rollouts, critic, beta, 0.95),
-                *_train_pass(maze332, rollouts, critic, beta, 0.95, counting))
+                fit_critic(jnp.asarray(critic), rollouts, beta, 0.95, 0.5, 2), fit_critic(jnp.asarray(critic), rollouts, beta,
+                0.95, 1.0, 1), *advantages(rollouts, critic, beta, 0.95))
 
-    batch = jax.tree.map(lambda a, b: jnp.stack([a, b]), short, long)
-    for flags in ([True, False], [False, True]):
-        together = jax.jit(jax.vmap(passes))(batch, jnp.array([0.01, 0.02]), jnp.array(flags))
-        for i, (rollouts, beta) in enumerate(((short, 0.01), (long, 0.02))):
-            alone = jax.jit(passes)(rollouts, beta, flags[i])
-            for mine, theirs in zip(alone, together):
-                np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs[i]))
-            positive, negative, fitted, _, _, cells, P, M = (np.asarray(x) for x in alone)
-            np.testing.assert_array_equal(np.asarray(_critic_step(jnp.asarray(critic), cells, 1.0)), fitted)
-            np.testing.assert_array_equal(P, positive if flags[i] else 0.0)
-            np.testing.assert_array_equal(M, negative if flags[i] else 0.0)
-            assert np.any(positive) and np.any(negative)
+    together = jax.jit(jax.vmap(passes))(jax.tree.map(lambda a, b: jnp.stack([a, b]), short, long), jnp.array([0.01, 0.02]))
+    for i, (rollouts, beta) in enumerate(((short, 0.01), (long, 0.02))):
+        alone = jax.jit(passes)(rollouts, beta)
+        for mine, theirs in zip(alone, together):
+            np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs[i]))
 
 
 def test_ppo_passes_compose_with_grad_and_vmap(maze332, ppo_batch):

@@ -211,13 +211,12 @@ def _stage_sizes(rows: int) -> list[int]:
     return sorted(sizes)
 
 
-def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, successors, valid, counting):
+def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, successors, valid):
     """The passes of ``mode`` over the walks of ``B`` runs (a leading run axis on every input).
 
     Inputs: ``states`` int32 [B, n, C + 1] (:class:`Rollouts`), ``target``, ``length``, ``success``
     [B, n], ``critic`` float32 [B, T, S], ``beta``, ``gae_lambda`` [B], ``successors``, ``valid``
-    [B, S, D] (the maze's tables), ``counting`` bool [B] (only ``"train"`` reads these three: the counts
-    of a run without ``counting`` are zeros, and without it in any run the pass that counts is skipped).
+    [B, S, D] (the maze's tables; only ``"train"`` reads them).
 
     Modes: ``"critic"`` -> the critic's sums ``{"cells"}``, complex64 [B, T * S] (sum of the
     lambda-returns of the moves from each (target, state) + 1j * their number); ``"advantages"`` ->
@@ -243,9 +242,9 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
     blocks = ((walk_length[0] + BLOCK - 1) // BLOCK).astype(jnp.int32)
     columns = jnp.arange(1, BLOCK + 1, dtype=jnp.int32)  # the times of a block's moves, from j BLOCK
 
-    def stages(body, carry, start=blocks):
-        """``body(R, j, carry)`` for j = start - 1, ..., 0, on the stage of R rows that holds block j."""
-        j = start - 1
+    def stages(body, carry):
+        """``body(R, j, carry)`` for j = blocks - 1, ..., 0, on the stage of R rows that holds block j."""
+        j = blocks - 1
         for size, first in zip(sizes, first_blocks):
             j, carry = lax.while_loop(lambda c, first=first: c[0] >= first,
                                       lambda c, size=size: (c[0] - 1, body(size, c[0], c[1])), (j, carry))
@@ -298,7 +297,6 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
     std = jnp.sqrt(jnp.maximum(total(acc["second"]) / count - mean**2, 0.0))
     mean, std = mean.astype(jnp.float32)[run], std.astype(jnp.float32)[run]
     scale = jnp.where(std > 0, std, 1.0)
-    live = (std > 0) & counting[run]  # the rows whose moves are counted
     D = successors.shape[-1]
     successors, valid = successors.reshape(B * S, D), valid.reshape(B * S, D)
 
@@ -308,13 +306,12 @@ def _fold(mode: str, states, target, length, success, critic, beta, gae_lambda, 
         table = (run[:size, None] * S) + before
         slot = _slots(successors[table], valid[table], after)
         advantage = lax.dynamic_slice(acc["kept"], (jnp.int32(0), j * BLOCK), (size, BLOCK))
-        z = jnp.where((after >= 0) & live[:size, None], (advantage - mean[:size, None]) / scale[:size, None], 0.0)
+        z = jnp.where((after >= 0) & (std[:size, None] > 0), (advantage - mean[:size, None]) / scale[:size, None], 0.0)
         move = order[:size, None] * (S * D) + before * D + slot
         # the positive sums first, then the negative ones (each contiguous, so a walk's table is one slice)
         return counts.at[(move + (z < 0) * (rows * S * D)).ravel()].add(z.ravel())
 
-    start = jnp.where(jnp.any(counting), blocks, 0)
-    counts = stages(count_moves, jnp.zeros(2 * rows * S * D, jnp.float32), start).reshape(2, B, n, S, D)
+    counts = stages(count_moves, jnp.zeros(2 * rows * S * D, jnp.float32)).reshape(2, B, n, S, D)
     return {"cells": cells, "positive": counts[0], "negative": counts[1]}
 
 
@@ -325,12 +322,11 @@ def _kernel(mode: str):
     return common.fold_runs(jax.jit(functools.partial(_fold, mode)))
 
 
-def _pass(mode: str, rollouts: Rollouts, critic, beta, gae_lambda, maze: Maze | None = None, count=True) -> dict:
+def _pass(mode: str, rollouts: Rollouts, critic, beta, gae_lambda, maze: Maze | None = None) -> dict:
     """:func:`_fold` of ``mode`` for one run (vmap folds the vmapped runs); differentiable in the critic,
     ``beta`` and ``gae_lambda`` for the modes ``"critic"`` and ``"advantages"`` (:func:`_dense`)."""
     tables = (jnp.asarray(maze.successors), jnp.asarray(maze.valid)) if maze is not None else (
         jnp.zeros((1, 1), jnp.int32), jnp.zeros((1, 1), bool))
-    tables = (*tables, jnp.asarray(count, bool))
     data = (rollouts.states, rollouts.target, rollouts.length, rollouts.success)
     floats = tuple(jnp.asarray(x, jnp.float32) for x in (critic, beta, gae_lambda))
     return _differentiable(mode, data, floats, tables)
@@ -424,10 +420,9 @@ def fit_critic(critic: jax.Array, rollouts: Rollouts, beta, gae_lambda, rate, sw
     return lax.fori_loop(0, sweeps, sweep, critic)
 
 
-def _train_pass(maze: Maze, rollouts: Rollouts, critic, beta, gae_lambda, count=True):
-    """``(cells, P, M)``: the critic's sums (:func:`_critic_step`) and :func:`signed_advantage_counts`
-    (zeros where ``count``, a bool that may be traced, is False: the cells of :func:`fit_critic`'s pass)."""
-    out = _pass("train", rollouts, critic, beta, gae_lambda, maze, count)
+def _train_pass(maze: Maze, rollouts: Rollouts, critic, beta, gae_lambda):
+    """``(cells, P, M)``: the critic's sums (:func:`_critic_step`) and :func:`signed_advantage_counts`."""
+    out = _pass("train", rollouts, critic, beta, gae_lambda, maze)
     return out["cells"], out["positive"], out["negative"]
 
 
@@ -523,33 +518,24 @@ def make_ppo(config: PPOConfig):
         impl = jax.random.key_impl(key)
 
         def batch(logits, critic, t, rollout_key, rollout_horizon):
-            """The step's batch of walks and its passes: ``(critic, P, M)`` after the critic's step.
-
-            At step 0 first the critic's warm-up: ``critic_warmup`` batches of the initial policy, each fitted
-            by ``warmup_sweeps`` TD(lambda) passes (:func:`fit_critic`, rate 1) from V = 0. Then the step's own
-            batch, whose one pass gives the critic's step (``critic_rate``) and the signed advantage counts.
-            One loop of batches, each a loop of passes, so the program holds one sampler and one pass (they
-            are the bulk of the compile time: a second pass without the counts for the warm-up made the
-            program of 8 seeds at W = K = 6, L = 5 compile about 3 s longer)."""
+            """The step's batch of walks; at step 0 first the critic's warm-up: ``critic_warmup`` batches
+            of the initial policy, each fitted by ``warmup_sweeps`` TD(lambda) passes, from V = 0. One
+            loop, so the program holds one sampler (it is the bulk of the compile time)."""
             warmup = jnp.where(t == 0, config.critic_warmup, 0)
-            counts = jnp.zeros((num_rollouts, maze.capacity.states, maze.capacity.out_degree), jnp.float32)
 
             def one(index, carry):
+                critic, _ = carry
                 warming = index < warmup
                 data = jnp.where(warming, jax.random.key_data(jax.random.fold_in(warm_key, index)),
                                  jax.random.key_data(rollout_key))
                 rollouts = collect(maze, logits, jax.random.wrap_key_data(data, impl=impl), num_rollouts,
                                    rollout_horizon, horizon)
-                rate = jnp.where(warming, 1.0, hparams.critic_rate)
+                sweeps = jnp.where(warming, config.warmup_sweeps, 0)
+                return fit_critic(critic, rollouts, hparams.beta, hparams.gae_lambda, 1.0, sweeps), rollouts
 
-                def sweep(_, carry):
-                    cells, positive, negative = _train_pass(maze, rollouts, carry[0], hparams.beta,
-                                                            hparams.gae_lambda, count=~warming)
-                    return _critic_step(carry[0], cells, rate), positive, negative
-
-                return lax.fori_loop(0, jnp.where(warming, config.warmup_sweeps, 1), sweep, carry)
-
-            return lax.fori_loop(0, warmup + 1, one, (critic, counts, counts))
+            zeros = jnp.zeros(num_rollouts, jnp.int32)
+            empty = Rollouts(jnp.zeros((num_rollouts, _columns(horizon) + 1), jnp.int32), zeros, zeros, zeros > 0)
+            return lax.fori_loop(0, warmup + 1, one, (critic, empty))
 
         def measure(carry):
             hitting_time = exact.hitting_time(maze, carry[0])
@@ -560,7 +546,9 @@ def make_ppo(config: PPOConfig):
             measured = measure(carry)
             rollout_key, shuffle_key = jax.random.split(jax.random.fold_in(key, t))
             rollout_horizon = pg.rollout_horizon(horizon, hparams.horizon_scale, measured["hitting_time"])
-            critic, positive, negative = batch(logits, critic, t, rollout_key, rollout_horizon)
+            critic, rollouts = batch(logits, critic, t, rollout_key, rollout_horizon)
+            cells, positive, negative = _train_pass(maze, rollouts, critic, hparams.beta, hparams.gae_lambda)
+            critic = _critic_step(critic, cells, hparams.critic_rate)
             old_log_probs = log_probabilities(maze, logits)
 
             def update(carry, walks):
