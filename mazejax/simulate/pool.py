@@ -116,13 +116,17 @@ def sharded(local, mesh, num: int, replicated: tuple, split: tuple, out_specs):
 
 
 def compact(lanes: dict, active, size: int, fills: dict) -> dict:
-    """Move the active lanes (in order) to the first slots of new arrays of ``size`` lanes."""
+    """Move the active lanes (in order) to the first slots of new arrays of ``size`` lanes.
+
+    One scatter finds each new lane's source lane, then every lane array is gathered from it (XLA's CPU
+    scatters are slow: with one scatter per lane array, 1024 REINFORCE runs at (3,3,2) on two CPU
+    devices, old and new code alternating, took 52-55 instead of 45-47 ms per step at the converged
+    policy and 26.2-26.5 instead of 23.1-23.5 s for the whole 400-step training run).
+    """
+    n = active.shape[0]
     dest = jnp.where(active, jnp.cumsum(active, dtype=jnp.int32) - 1, size)
-    out = {}
-    for name, x in lanes.items():
-        base = jnp.full((size,) + x.shape[1:], fills[name], x.dtype)
-        out[name] = base.at[dest].set(x, mode="drop")
-    return out
+    source = jnp.full(size, n, jnp.int32).at[dest].set(jnp.arange(n, dtype=jnp.int32), mode="drop")
+    return {name: x.at[source].get(mode="fill", fill_value=fills[name]) for name, x in lanes.items()}
 
 
 def next_walks(done, queue, num: int):
