@@ -403,22 +403,23 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
         return lanes_, glob
 
     fills = dict(run=0, idx=num, state=S, k=0, w=0, g=1, goal=0, weight=0.0)
+    first = lambda x: x[:, :lanes].ravel()  # noqa: E731  (lane j of run b starts with its walk j)
     lanes_ = dict(
         run=jnp.repeat(jnp.arange(B, dtype=jnp.int32), lanes),
-        idx=jnp.full(P, num, jnp.int32),
-        state=jnp.full(P, S, jnp.int32),
+        idx=jnp.tile(jnp.arange(lanes, dtype=jnp.int32), B),
+        state=jnp.zeros(P, jnp.int32),
         k=jnp.zeros(P, jnp.uint32),
-        w=jnp.zeros(P, jnp.uint32),
-        g=jnp.ones(P, jnp.uint32),
-        goal=jnp.zeros(P, jnp.int32),
-        **({"weight": jnp.zeros(P, jnp.float32)} if counts else {}),
+        w=first(seed_w),
+        g=first(seed_g),
+        goal=first(goals),
+        **({"weight": first(weights)} if counts else {}),
     )
-    glob = dict(next=jnp.zeros(B, jnp.int32), length=jnp.zeros(B * num, jnp.int32), success=jnp.zeros(B * num, bool))
+    glob = dict(next=jnp.full(B, lanes, jnp.int32), length=jnp.zeros(B * num, jnp.int32),
+                success=jnp.zeros(B * num, bool))
     if record:
         glob["buffer"] = jnp.full((B * num, record), -1, jnp.int32).at[:, 0].set(0).ravel()
     if counts:
         glob["tally"] = jnp.zeros(no_count + 1, jnp.float32)
-    lanes_, glob = refill(lanes_, glob)  # the first walks of every run
     glob, rounds = pool.run_stages(
         lanes_, glob, sizes, moves=moves, refill=refill if queue else None, flush=flush,
         active=lambda lanes_: lanes_["state"] != S, fills=fills, pending=lambda glob: jnp.any(glob["next"] < num),
