@@ -13,9 +13,10 @@ process (plain walks at horizon 512 of the base policy, the same maze, as many w
 training samples per step times the runs; the best of 9 calls, the median printed beside it). The
 breakdown times the pieces of one step alone, on the same batch: the exact H behind the horizon
 rule, the walks, and the rest (gradient, optimizer).
-For PPO the breakdown times one iteration at the base policy and at the tabular backtracker (the
-start and the end of training). The REINFORCE workload is run twice: with the exact-H horizon rule
-(the paper's) and with the horizon estimated from the previous batch's walks (``horizon_rule="estimate"``).
+Each breakdown is at the base policy and at the tabular backtracker (the start and the end of
+training; REINFORCE's walks at the exact rule's horizon, twice the exact H). The REINFORCE workload
+is run twice: with the exact-H horizon rule (the paper's) and with the horizon estimated from the
+previous batch's walks (``horizon_rule="estimate"``).
 
     python bench/trainers.py
     python bench/trainers.py --quick      # 128 runs, 2 PPO seeds, fewer steps
@@ -119,16 +120,20 @@ def main():
     keys = jax.random.split(jax.random.key(0), runs)
     steps = 100 if args.quick else ReinforceConfig().steps
     print(f"\nREINFORCE, (3,3,2), {runs} runs x {steps} steps, {ReinforceConfig().num_rollouts} walks per step")
-    logits = jnp.broadcast_to(mj.pretrained_logits(maze), (runs,) + mj.pretrained_logits(maze).shape)
     H_of = jax.jit(jax.vmap(lambda l: mj.exact.hitting_time(maze, l)))
-    grad_of = jax.jit(jax.vmap(lambda l, k: reinforce_gradient(maze, l, k, 128, 550, 0.01)[0]))
-    walks_of = jax.jit(jax.vmap(lambda l, k: mj.sample_walks(maze, l, k, 128, 550).length))
+    grad_of = jax.jit(jax.vmap(lambda l, k, h: reinforce_gradient(maze, l, k, 128, h, 0.01)[0], in_axes=(0, 0, None)))
+    walks_of = jax.jit(jax.vmap(lambda l, k, h: mj.sample_walks(maze, l, k, 128, h).length, in_axes=(0, 0, None)))
     peak, median = peak_rate(maze, runs * 128)  # first: on a quiet process
     print(f"stepper peak (horizon 512, {runs * 128} walks): {peak / 1e6:.0f} M moves/s (best of 9 calls; "
           f"median {median / 1e6:.0f})")
-    t_H, t_grad, t_walk = timed(H_of, logits), timed(grad_of, logits, keys), timed(walks_of, logits, keys)
-    print(f"one step at the base policy (horizon 550), all runs: exact H {t_H * 1e3:.0f} ms, walks for the "
-          f"advantages {t_walk * 1e3:.0f} ms, weighted-count walks and gradient {(t_grad - t_walk) * 1e3:.0f} ms")
+    for name, policy in (("base policy", mj.pretrained_logits(maze)), ("backtracker", mj.backtracker_logits(maze))):
+        logits = jnp.broadcast_to(policy, (runs,) + policy.shape)
+        horizon = jnp.int32(np.ceil(2 * float(mj.exact.hitting_time(maze, policy))))  # the exact rule's
+        t_H, t_grad, t_walk = timed(H_of, logits), timed(grad_of, logits, keys, horizon), timed(walks_of, logits, keys, horizon)
+        moves = float(np.asarray(walks_of(logits, keys, horizon), np.int64).sum())
+        print(f"one step at the {name} (horizon {int(horizon)}), all runs: exact H {t_H * 1e3:.0f} ms, walks for the "
+              f"advantages {t_walk * 1e3:.0f} ms ({moves / t_walk / 1e6:.0f} M moves/s), weighted-count walks and "
+              f"gradient {(t_grad - t_walk) * 1e3:.0f} ms")
     for rule in ("exact", "estimate"):
         config = ReinforceConfig(steps=steps, horizon_rule=rule)
         result, compile_s, run_s = train_run(make_reinforce(config), keys, ReinforceHParams.create(), maze)
