@@ -327,10 +327,15 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
     def write(lanes_, glob, ended):
         """Write the results of the walks whose lanes are ``ended``."""
         k, run, idx = lanes_["k"], lanes_["run"], lanes_["idx"]
-        out = jnp.where(ended & (idx < num), run * num + idx, B * num)  # idle lanes (idx = num): dropped
+        length, success = jnp.minimum(k, hz[run]).astype(jnp.int32), k <= hz[run]
         glob = dict(glob)
-        glob["length"] = glob["length"].at[out].set(jnp.minimum(k, hz[run]).astype(jnp.int32), mode="drop")
-        glob["success"] = glob["success"].at[out].set(k <= hz[run], mode="drop")
+        if not queue and k.shape[0] == B * num:  # the first stage without a queue: lane i holds walk i, in place
+            glob["length"] = jnp.where(ended, length, glob["length"])
+            glob["success"] = jnp.where(ended, success, glob["success"])
+            return glob
+        out = jnp.where(ended & (idx < num), run * num + idx, B * num)  # idle lanes (idx = num): dropped
+        glob["length"] = glob["length"].at[out].set(length, mode="drop")
+        glob["success"] = glob["success"].at[out].set(success, mode="drop")
         return glob
 
     def refill(lanes_, glob):
