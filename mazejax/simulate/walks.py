@@ -329,7 +329,9 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
         k, run, idx = lanes_["k"], lanes_["run"], lanes_["idx"]
         length, success = jnp.minimum(k, hz[run]).astype(jnp.int32), k <= hz[run]
         glob = dict(glob)
-        if not queue and k.shape[0] == B * num:  # the first stage without a queue: lane i holds walk i, in place
+        # without a queue, only the first stage has B * num lanes (later ones are compacted, smaller), and in it
+        # lane i still holds walk i: its results are written in place
+        if not queue and k.shape[0] == B * num:
             glob["length"] = jnp.where(ended, length, glob["length"])
             glob["success"] = jnp.where(ended, success, glob["success"])
             return glob
