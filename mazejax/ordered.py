@@ -44,13 +44,18 @@ def ordered_sum(x, axis: int = -1, keepdims: bool = False) -> jax.Array:
     return jnp.expand_dims(total, axis) if keepdims else total
 
 
-def ordered_cumsum(x, axis: int = -1) -> jax.Array:
-    """``cumsum(x, axis)`` as running left-to-right sums (a short axis, unrolled)."""
+def running_sums(x, axis: int = -1) -> list[jax.Array]:
+    """The left-to-right running sums of ``x`` along a short ``axis`` (unrolled), as a list.
+
+    Entry ``j`` is ``cumsum(x, axis)`` at index ``j``, each a separate array: XLA:CPU fuses the
+    elementwise adds into their consumers, whereas a stacked ``[..., D]`` cumsum is materialised
+    (in a transposed layout) and read back several times slower.
+    """
     x = jnp.moveaxis(jnp.asarray(x), axis, 0)
     running = [x[0]]
     for j in range(1, x.shape[0]):
         running.append(running[-1] + x[j])
-    return jnp.moveaxis(jnp.stack(running), 0, axis)
+    return running
 
 
 def ordered_total(x) -> jax.Array:
@@ -75,4 +80,4 @@ def minus_product(a, b, c) -> jax.Array:
     return jnp.asarray(a).astype(F64) - jnp.asarray(b).astype(F64) * jnp.asarray(c).astype(F64)
 
 
-__all__ = ["minus_product", "ordered_cumsum", "ordered_mean", "ordered_sum", "ordered_total"]
+__all__ = ["minus_product", "ordered_mean", "ordered_sum", "ordered_total", "running_sums"]
