@@ -282,8 +282,9 @@ def test_alias_tables_reproduce_the_policy_to_24_bits():
     logits[5, 1] = -25.0  # a probability of ~1e-11: must stay positive
     layout = alias_tables.layout(maze)
     table, degree = alias_tables.stepper_tables(maze, jnp.asarray(logits))
-    table = np.asarray(table).reshape(-1, layout.degree, 3)
-    entry = table[:-1, :, 0]
+    assert layout.words == 2
+    code, alias_code = (np.asarray(c).reshape(-1, layout.degree) for c in alias_tables.row_codes(table, layout))
+    entry = np.asarray(table)[:, 0].reshape(-1, layout.degree)[:-1]
     degree, r = int(degree), layout.resolution
     p = np.asarray(mazejax.probabilities(maze, jnp.asarray(logits, jnp.float32)), np.float64)
     implied = np.zeros_like(p)
@@ -301,10 +302,14 @@ def test_alias_tables_reproduce_the_policy_to_24_bits():
     # each row also holds the successor codes of its slot and of its alias slot; the sink row stays in S
     succ = np.asarray(maze.successors)
     S = layout.states
-    np.testing.assert_array_equal(table[:-1, :, 1] & (2**layout.state_bits - 1), succ)
+    np.testing.assert_array_equal(code[:-1] & (2**layout.state_bits - 1), succ)
+    targets = np.asarray(alias_tables.target_codes(maze))
+    np.testing.assert_array_equal(code[:-1] >> layout.state_bits, targets[succ])
     alias_slot = np.where(entry >> layout.alias_bits > 0, entry & (2**layout.alias_bits - 1), entry)
-    np.testing.assert_array_equal(table[:-1, :, 2], np.take_along_axis(table[:-1, :, 1], alias_slot, axis=1))
-    np.testing.assert_array_equal(table[-1], np.tile([0, S, S], (layout.degree, 1)))
+    np.testing.assert_array_equal(alias_code[:-1], np.take_along_axis(code[:-1], alias_slot, axis=1))
+    np.testing.assert_array_equal(np.asarray(table)[:, 0].reshape(-1, layout.degree)[-1], 0)  # the sink row stays in S
+    np.testing.assert_array_equal(code[-1], S)
+    np.testing.assert_array_equal(alias_code[-1], S)
 
 
 # ----------------------------------------------------------------------------------------
@@ -550,7 +555,8 @@ def test_results_do_not_depend_on_the_pool_size():
 def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float_sums(monkeypatch):
     """When each walk has its own lane no lane is ever refilled, so the stages may have any sizes and
     their rounds any length: the walks, records and float sums of weighted counts keep their bits. So
-    does drawing a move with two gathers (entry, then code: very large batches of runs) instead of one."""
+    does drawing a move with two gathers (entry, then code: very large batches of runs) instead of one,
+    and from 3-word rows (codes too wide to share a word) instead of 2-word ones."""
     from mazejax.simulate import pool as pool_module
     from mazejax.simulate import walks as walks_module
 
@@ -573,13 +579,21 @@ def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float
     after, halved = run()
     monkeypatch.undo()
     layout = alias_tables.layout(maze)
-    assert 3 * (layout.states + 1) * layout.degree <= walks_module.ONE_LOOKUP_ROWS  # by default, one gather
-    monkeypatch.setattr(walks_module, "ONE_LOOKUP_ROWS", 0)
+    assert layout.words == 2  # both codes in one word
+    assert 3 * (layout.states + 1) * layout.degree * 4 * layout.words <= walks_module.ONE_LOOKUP_BYTES  # one gather
+    monkeypatch.setattr(walks_module, "ONE_LOOKUP_BYTES", 0)
     two, _ = run()
+    monkeypatch.setattr(alias_tables, "CODE_BITS", 0)  # 3-word rows (codes too wide to pack), one and two gathers
+    jax.clear_caches()
+    three_two, _ = run()
+    monkeypatch.setattr(walks_module, "ONE_LOOKUP_BYTES", 2**30)
+    three_one, _ = run()
     monkeypatch.undo()
-    walks_module._runs_jit.clear_cache()
+    jax.clear_caches()
     _fields_equal(before, after)
     _fields_equal(before, two)
+    _fields_equal(before, three_two)
+    _fields_equal(before, three_one)
     np.testing.assert_array_equal(coarse.sizes[0], [900])  # the shared pool's stages, as run
     np.testing.assert_array_equal(halved.sizes[0], [900, 450, 225])
     assert np.all(np.asarray(coarse.rounds[0]) > 0) and np.all(np.asarray(halved.rounds[0]) > 0)  # every stage ran

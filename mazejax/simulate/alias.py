@@ -21,6 +21,10 @@ from jax import lax
 from mazejax.maze import Maze
 from mazejax.policy import probabilities
 
+#: Bits of a successor code when a row packs both codes into one word (``code | alias_code << CODE_BITS``).
+CODE_BITS = 16
+
+
 class Layout(NamedTuple):
     """Static bit layout of the packed tables (from the maze's capacity)."""
 
@@ -29,6 +33,7 @@ class Layout(NamedTuple):
     state_bits: int  # bits of a state id in a successor code (states 0..S)
     alias_bits: int  # bits of an alias slot in an alias entry
     resolution: int  # bits r of the uniform that pick (slot, fraction)
+    words: int  # int32 words per row of the move table: 2 when both successor codes fit in one, else 3
 
 
 def layout(maze: Maze) -> Layout:
@@ -41,7 +46,16 @@ def layout(maze: Maze) -> Layout:
             f"(capacity {cap.states} states, {cap.targets} targets)"
         )
     alias_bits = int(cap.out_degree - 1).bit_length()
-    return Layout(cap.states, cap.out_degree, state_bits, alias_bits, min(24, 31 - alias_bits))
+    words = 2 if state_bits + target_bits <= CODE_BITS else 3
+    return Layout(cap.states, cap.out_degree, state_bits, alias_bits, min(24, 31 - alias_bits), words)
+
+
+def row_codes(row, layout_: Layout):
+    """``(code of the row's slot, code of its alias slot)`` from rows ``[..., layout_.words]`` of the move table."""
+    if layout_.words == 3:
+        return row[..., 1], row[..., 2]
+    word = row[..., 1]
+    return word & (2**CODE_BITS - 1), lax.shift_right_logical(word, jnp.asarray(CODE_BITS, word.dtype))
 
 
 def alias_tables(p: jax.Array, degree: jax.Array):
@@ -114,15 +128,21 @@ def stepper_tables(maze: Maze, logits: jax.Array):
     ``record`` and ``counts`` share it.
 
     Returns:
-      table: int32 [(S + 1) * D, 3], row ``s * D + j``: the alias entry of slot ``j`` of state ``s``,
-        ``keep_bits << alias_bits | alias_slot`` where ``keep_bits`` = keep probability in units
-        of ``2**-resolution`` (an always-kept slot is stored as keep 0 with itself as alias); the
-        successor code of slot ``j``, ``next_state | target_code(next_state) << state_bits``; and
-        the successor code of its alias slot. One gather of a row is a whole move (old and new code
-        alternating in one process, 65536 full-length walks on two CPU devices: 311-331 against
-        242-257 M moves/s at (15,15,5), 342-350 against 270-282 at the SFT limit at (3,3,2), with a
-        lookup of the entry followed by one of the chosen slot's code; very large batches of runs
-        still look up twice, :data:`mazejax.simulate.walks.ONE_LOOKUP_ROWS`).
+      table: int32 [(S + 1) * D, words] (``layout(maze).words``), row ``s * D + j``: the alias entry
+        of slot ``j`` of state ``s``, ``keep_bits << alias_bits | alias_slot`` where ``keep_bits`` =
+        keep probability in units of ``2**-resolution`` (an always-kept slot is stored as keep 0
+        with itself as alias); the successor code of slot ``j``, ``next_state |
+        target_code(next_state) << state_bits``; and the successor code of its alias slot, packed
+        with the first as ``code | alias_code << CODE_BITS`` when codes have at most
+        :data:`CODE_BITS` bits (2 words; :func:`row_codes` reads them). One gather of a row is a
+        whole move (old and new code alternating in one process, 65536 full-length walks on two CPU
+        devices: 311-331 against 242-257 M moves/s at (15,15,5), 342-350 against 270-282 at the SFT
+        limit at (3,3,2), with a lookup of the entry followed by one of the chosen slot's code; very
+        large batches of runs still look up twice, :data:`mazejax.simulate.walks.ONE_LOOKUP_BYTES`).
+        Rows of 2 words rather than 3 (AMD EPYC host, stop 31, old and new code alternating, 65536
+        full-length walks on two CPU devices, median of 5): 829-833 against 698-730 M moves/s at
+        (6,6,5), 738-748 against 510-513 at (15,15,5) and 707-748 against 554-557 at the SFT limit
+        at (3,3,2); the same walks.
       degree: uint32 scalar, the number of slots the sampler draws from.
     """
     layout_ = layout(maze)
@@ -139,9 +159,11 @@ def stepper_tables(maze: Maze, logits: jax.Array):
     succ = jnp.asarray(maze.successors).astype(jnp.int32)
     code = succ | (target_codes(maze)[succ] << layout_.state_bits)
     alias_code = jnp.take_along_axis(code, jnp.where(full, slots, alias), axis=1)
-    rows = jnp.stack([entry, code, alias_code], axis=-1)  # [S, D, 3]
-    sink = jnp.broadcast_to(jnp.asarray([0, S, S], jnp.int32), (1, D, 3))  # every slot stays in S
-    return jnp.concatenate([rows, sink]).reshape((S + 1) * D, 3), degree.astype(jnp.uint32)
+    codes = [code, alias_code] if layout_.words == 3 else [code | (alias_code << CODE_BITS)]
+    sink = [S, S] if layout_.words == 3 else [S | (S << CODE_BITS)]  # every slot stays in S
+    rows = jnp.stack([entry, *codes], axis=-1)  # [S, D, words]
+    sink = jnp.broadcast_to(jnp.asarray([0, *sink], jnp.int32), (1, D, layout_.words))
+    return jnp.concatenate([rows, sink]).reshape((S + 1) * D, layout_.words), degree.astype(jnp.uint32)
 
 
-__all__ = ["Layout", "alias_tables", "layout", "max_degree", "stepper_tables", "target_codes"]
+__all__ = ["CODE_BITS", "Layout", "alias_tables", "layout", "max_degree", "row_codes", "stepper_tables", "target_codes"]

@@ -16,7 +16,7 @@ recompile. Optionally records the visited states and (weighted) move counts.
 soon as theirs ends and shrink when the queue runs dry, so the cost is proportional to the moves
 made, not to ``num x`` the longest walk, and memory is O(lanes) whatever the horizon (plus O(num)
 for the results and ``num * record`` for a state buffer). A move is one table lookup (two for
-very large batches of runs, :data:`ONE_LOOKUP_ROWS`; :mod:`mazejax.simulate.alias`), one hash
+very large batches of runs, :data:`ONE_LOOKUP_BYTES`; :mod:`mazejax.simulate.alias`), one hash
 (:mod:`mazejax.simulate.rng`) and a few integer operations, branch-free; a walk that hits its
 target moves to an absorbing sink row. Walks past the horizon are cut at the end of a round
 (:data:`ROUND` or :data:`SHORT_ROUND` moves; their extra moves are never recorded or counted).
@@ -58,13 +58,15 @@ SHORT_ROUND = 8
 SHORT_ROUND_LANES = 2048
 #: Default pool size (speed only).
 LANES = 16384
-#: A pool whose runs' move tables have at most this many rows in all draws a move with one gather of
-#: its 3-word row (:func:`mazejax.simulate.alias.stepper_tables`); larger ones gather the alias entry,
-#: then the chosen slot's code, from two 1-word tables. Speed only (the same walks): on the AMD EPYC host
-#: of stop 28 one gather was faster for one run at (6,6,5) to (15,15,5) (40980 rows; 25-30%) and for
-#: PPO's 4 seeds per device at (6,6,5) (10704 rows; its run 12.6-13.1 against 14.2-14.3 s), slower for
-#: 512 REINFORCE runs per device at (3,3,2) (95232 rows; training run 47-49 against 39-40 s).
-ONE_LOOKUP_ROWS = 2**16
+#: A pool whose runs' move tables take at most this many bytes in all draws a move with one gather of its
+#: row (:func:`mazejax.simulate.alias.stepper_tables`); larger ones gather the alias entry, then the chosen
+#: slot's code, from two 1-word tables. Speed only (the same walks): on the AMD EPYC host of stop 28, with
+#: 3-word rows, one gather was faster for one run at (6,6,5) to (15,15,5) (40980 rows; 25-30%) and for PPO's
+#: 4 seeds per device at (6,6,5) (10704 rows; its run 12.6-13.1 against 14.2-14.3 s), slower for 512
+#: REINFORCE runs per device at (3,3,2) (95232 rows, 1.1 MB; training run 47-49 against 39-40 s). Their
+#: 2-word rows (762 KB, stop 31) still take two: with one, 100 steps from the backtracker took 36 against
+#: 39 ms each, but whole 400-step training runs were no faster (20.7-21.2 against 20.7-21.0 s, alternating).
+ONE_LOOKUP_BYTES = 2**19
 #: A counting pass adds the moves that are not counted (ended walks, overshoot past the horizon) into spare
 #: entries of the tally, lane ``i`` into spare ``i % SPARE_ENTRIES``, never read. Speed only (the counted
 #: entries get the same adds in the same order). With one spare entry, whose adds each waited for the last,
@@ -233,7 +235,7 @@ def _runs_kernel(num: int, record: int, counts: bool, lanes: int, layout):
     one pool, whose lanes move to the runs still walking as the others finish, and whose counts
     are one scatter (not a batched one per run).
 
-    Inputs: the stepper tables (move table [B, (S + 1) D, 3], degree [B]), key
+    Inputs: the stepper tables (move table [B, (S + 1) D, words], degree [B]), key
     words [B, 2], horizon [B], targets [B, num], count weights [B, num], first walk index [B].
     Each run owns ``lanes`` lanes (its walks, in order, as in a pool of its own), so a run's walks,
     move counts and their float sums (in the same order) do not depend on the other runs.
@@ -297,9 +299,9 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
     state_mask = jnp.int32(2**layout.state_bits - 1)
     alias_mask = jnp.int32(2**layout.alias_bits - 1)
     rows = (S + 1) * D  # rows of a run's move table
-    table = table.reshape(B * rows, 3)
-    one_lookup = B * rows <= ONE_LOOKUP_ROWS
-    entries, codes = (None, None) if one_lookup else (table[:, 0], table[:, 1])
+    table = table.reshape(B * rows, layout.words)
+    one_lookup = table.size * 4 <= ONE_LOOKUP_BYTES
+    entries, codes = (None, None) if one_lookup else (table[:, 0], alias.row_codes(table, layout)[0])
     no_count = B * rows  # the tally's entries from here on take the moves that are not counted
     hz = horizon.astype(jnp.uint32)  # [B]
     queue = num > lanes  # stage 0 refills lanes from a queue (else every walk has its own lane)
@@ -313,10 +315,10 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
         frac = (x & frac_mask).astype(jnp.int32)
         base = state * D if B == 1 else run * rows + state * D
         if one_lookup:
-            row = table.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")  # [lanes, 3]
+            row = table.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")  # [lanes, words]
             keep = frac < (row[:, 0] >> layout.alias_bits)
             slot = jnp.where(keep, slot, row[:, 0] & alias_mask)
-            code = jnp.where(keep, row[:, 1], row[:, 2])
+            code = jnp.where(keep, *alias.row_codes(row, layout))
         else:
             entry = entries.at[(base + slot).astype(jnp.uint32)].get(mode="promise_in_bounds")
             slot = jnp.where(frac < (entry >> layout.alias_bits), slot, entry & alias_mask)
@@ -449,4 +451,4 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
     return out, rounds
 
 
-__all__ = ["LANES", "ONE_LOOKUP_ROWS", "ROUND", "SHORT_ROUND", "SHORT_ROUND_LANES", "SPARE_ENTRIES", "Walks", "rollout", "sample_walks"]
+__all__ = ["LANES", "ONE_LOOKUP_BYTES", "ROUND", "SHORT_ROUND", "SHORT_ROUND_LANES", "SPARE_ENTRIES", "Walks", "rollout", "sample_walks"]
