@@ -39,8 +39,8 @@ CASES = [  # (name, (W, K, L), policy, search mode or None, walks)
     ("base", (6, 6, 5), "base", None, 65536),
     ("base", (15, 15, 5), "base", None, 65536),
     ("SFT limit", (3, 3, 2), "sft", None, 65536),
-    ("scaffold aggregate, SFT limit", (6, 6, 5), "sft", "aggregate", 16384),
-    ("scaffold mask, SFT limit", (6, 6, 5), "sft", "mask", 16384),
+    ("scaffold aggregate, SFT limit", (6, 6, 5), "sft", "aggregate", 65536),
+    ("scaffold mask, SFT limit", (6, 6, 5), "sft", "mask", 65536),
 ]
 FULL = 10**7
 PEAK = 512
