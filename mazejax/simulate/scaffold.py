@@ -16,10 +16,11 @@ testing the moves; and the "some forbidden move has mass" test is a reduction (m
 the ordered sum that feeds the logarithm. Measured on one core of an Intel Xeon (a fixed-length
 loop of steps, 2048 lanes, aggregate semantics, SFT limit at (6,6,5)): 44 ns per lane-step,
 against 74 when each step marked its own visit. The CDF over the moves is kept as ``D`` separate
-running sums (:func:`mazejax.ordered.running_sums`), not a stacked ``[n, D]`` cumsum: on one core
-of an AMD EPYC (16384 full-length walks, SFT limit at (6,6,5)) 47 ns per lane-step against 58
-(aggregate) and 39 against 50 (mask). Reductions over the moves (``stuck``, ``last``) stay
-reductions: computed from the sums instead, they are re-fused into every consumer (72-83 ns).
+running sums (:func:`mazejax.ordered.running_sums`), not a stacked ``[n, D]`` cumsum: on one CPU
+device of a 2-core AMD EPYC (16384 full-length walks, SFT limit at (6,6,5)) 47 ns per lane-step
+against 58 (aggregate) and 39 against 50 (mask). Reductions over the moves (``stuck``, ``last``)
+stay reductions: as elementwise ops on the columns they took 55 ns, and ``stuck`` read from the
+last sum 72-83 ns (re-fused into every consumer).
 
 Randomness as for the plain walks (:mod:`mazejax.simulate.rng`): step ``k`` of a walk (an
 accepted move or a restart) uses the words ``fmix32(w + (2k + 1) g)`` and ``fmix32(w + (2k + 2) g)``;
