@@ -312,6 +312,22 @@ def test_alias_tables_reproduce_the_policy_to_24_bits():
     np.testing.assert_array_equal(alias_code[-1], S)
 
 
+def test_move_table_codes_of_16_bits_unpack_whole():
+    """At (15,15,5) a successor code takes all 16 bits of its half-word, so the alias slot's code
+    reaches the word's sign bit: it must come back unsigned (a logical shift)."""
+    maze = mazejax.Maze(15, 15, 5)
+    layout = alias_tables.layout(maze)
+    assert layout.words == 2 and layout.state_bits + int(maze.capacity.targets).bit_length() == 16
+    table, _ = alias_tables.stepper_tables(maze, mazejax.pretrained_logits(maze))
+    code, alias_code = (np.asarray(c).reshape(-1, layout.degree)[:-1] for c in alias_tables.row_codes(table, layout))
+    succ, valid = np.asarray(maze.successors), np.asarray(maze.valid)
+    expected = succ | (np.asarray(alias_tables.target_codes(maze))[succ] << layout.state_bits)
+    np.testing.assert_array_equal(code[valid], expected[valid])
+    assert int(expected.max()) >= 2**15  # some code has the top bit of its half-word
+    for c in (code, alias_code):
+        assert c.min() >= 0 and np.isin(c[valid], expected[valid]).all()
+
+
 # ----------------------------------------------------------------------------------------
 # The search scaffold
 
