@@ -100,9 +100,13 @@ def main():
         of ``reps`` timed calls (on a 2-core CPU single calls range over 2x, as XLA's threads compete)."""
         base = mj.pretrained_logits(maze)
         run = lambda key: mj.sample_walks(maze, base, key, walks, 512, devices=devices).length  # noqa: E731
-        moves = int(np.asarray(run(jax.random.key(0)), np.int64).sum())
-        rates = [moves / timed(run, jax.random.key(1), reps=1) for _ in range(reps)]
-        return max(rates), float(np.median(rates))
+        return rates(run, jax.random.key(1), reps=reps)
+
+    def rates(run, *args, reps):
+        """The best and the median moves/s of ``reps`` timed calls of ``run`` (which returns walk lengths)."""
+        moves = int(np.asarray(run(*args), np.int64).sum())
+        per_call = [moves / timed(run, *args, reps=1) for _ in range(reps)]
+        return max(per_call), float(np.median(per_call))
 
     def batch_peak_rate(maze, keys, reps=9):
         """:func:`peak_rate` on the training's batch: ``len(keys)`` runs of 128 walks, vmapped (a move table per
@@ -111,10 +115,7 @@ def main():
         split = PartitionSpec("runs")
         walks = jax.vmap(lambda logits, key: mj.sample_walks(maze, logits, key, 128, 512).length)
         run = jax.jit(jax.shard_map(walks, mesh=mesh, in_specs=(split, split), out_specs=split, check_vma=False))
-        base, keys = jax.device_put((base, keys), NamedSharding(mesh, split))
-        moves = int(np.asarray(run(base, keys), np.int64).sum())
-        rates = [moves / timed(run, base, keys, reps=1) for _ in range(reps)]
-        return max(rates), float(np.median(rates))
+        return rates(run, *jax.device_put((base, keys), NamedSharding(mesh, split)), reps=reps)
 
     def train_run(train, keys, hparams, maze):
         init = mj.pretrained_logits(maze)

@@ -50,6 +50,11 @@ def layout(maze: Maze) -> Layout:
     return Layout(cap.states, cap.out_degree, state_bits, alias_bits, min(24, 31 - alias_bits), words)
 
 
+def _code_words(code, alias_code, layout_: Layout) -> list:
+    """The words of a row after its alias entry (the inverse of :func:`row_codes`)."""
+    return [code, alias_code] if layout_.words == 3 else [code | (alias_code << CODE_BITS)]
+
+
 def row_codes(row, layout_: Layout):
     """``(code of the row's slot, code of its alias slot)`` from rows ``[..., layout_.words]`` of the move table."""
     if layout_.words == 3:
@@ -159,10 +164,9 @@ def stepper_tables(maze: Maze, logits: jax.Array):
     succ = jnp.asarray(maze.successors).astype(jnp.int32)
     code = succ | (target_codes(maze)[succ] << layout_.state_bits)
     alias_code = jnp.take_along_axis(code, jnp.where(full, slots, alias), axis=1)
-    codes = [code, alias_code] if layout_.words == 3 else [code | (alias_code << CODE_BITS)]
-    sink = [S, S] if layout_.words == 3 else [S | (S << CODE_BITS)]  # every slot stays in S
-    rows = jnp.stack([entry, *codes], axis=-1)  # [S, D, words]
-    sink = jnp.broadcast_to(jnp.asarray([0, *sink], jnp.int32), (1, D, layout_.words))
+    rows = jnp.stack([entry, *_code_words(code, alias_code, layout_)], axis=-1)  # [S, D, words]
+    sink = jnp.asarray([0, *_code_words(S, S, layout_)], jnp.int32)  # every slot stays in S
+    sink = jnp.broadcast_to(sink, (1, D, layout_.words))
     return jnp.concatenate([rows, sink]).reshape((S + 1) * D, layout_.words), degree.astype(jnp.uint32)
 
 
