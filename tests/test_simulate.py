@@ -586,7 +586,12 @@ def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float
         return jax.vmap(lambda k, w: sample_walks(maze, logits, k, 300, 200, record=20, counts=True, weights=w,
                                                   stats=True))(keys, weights)
 
+    def plain():  # the same walks uncounted (a plain walk carries its rows when it looks up twice)
+        walks_module._runs_jit.clear_cache()
+        return jax.vmap(lambda k: sample_walks(maze, logits, k, 300, 200, record=20))(keys)
+
     before, coarse = run()
+    plain_one = plain()
     monkeypatch.setattr(pool_module, "COARSE_LANES", 100)  # halve down to 225 lanes instead of one stage of 900
     monkeypatch.setattr(pool_module, "MIN_BATCH_LANES", 200)
     monkeypatch.setattr(walks_module, "SHORT_ROUND", 5)  # the 900-lane stage's rounds
@@ -599,9 +604,11 @@ def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float
     assert 3 * (layout.states + 1) * layout.degree * 4 * layout.words <= walks_module.ONE_LOOKUP_BYTES  # one gather
     monkeypatch.setattr(walks_module, "ONE_LOOKUP_BYTES", 0)
     two, _ = run()
+    plain_two = plain()
     monkeypatch.setattr(alias_tables, "CODE_BITS", 0)  # 3-word rows (codes too wide to pack), one and two gathers
     jax.clear_caches()
     three_two, _ = run()
+    plain_three_two = plain()
     monkeypatch.setattr(walks_module, "ONE_LOOKUP_BYTES", 2**30)
     three_one, _ = run()
     monkeypatch.undo()
@@ -610,6 +617,8 @@ def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float
     _fields_equal(before, two)
     _fields_equal(before, three_two)
     _fields_equal(before, three_one)
+    for walks in (plain_one, plain_two, plain_three_two):
+        _fields_equal(before._replace(counts=None), walks)
     np.testing.assert_array_equal(coarse.sizes[0], [900])  # the shared pool's stages, as run
     np.testing.assert_array_equal(halved.sizes[0], [900, 450, 225])
     assert np.all(np.asarray(coarse.rounds[0]) > 0) and np.all(np.asarray(halved.rounds[0]) > 0)  # every stage ran

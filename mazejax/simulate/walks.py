@@ -378,8 +378,17 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
         def uniform(k):  # the uniform of the walk's move k as x = (slot, fraction) bits
             return (rng.fmix32(w + (k + 1) * g) >> shift) * degree[run]
 
+        # a plain walk with two lookups carries the row of each lane's last move (``aux``; a counting pass
+        # carries its tally there): written out every move, the row index is computed once, where fused
+        # into the second lookup it made that lookup twice as slow (XLA:CPU). AMD EPYC host, two devices,
+        # old and new code alternating in one process, the same walks: 1024 runs x 128 walks at (3,3,2),
+        # a table per run, 528 against 386 M moves/s at the base policy (horizon 550) and 229 against
+        # 201 at the backtracker (horizon 70); one run of 65536 walks at (20,20,5), horizon 512: 538
+        # against 392 (best of 7). With one lookup (the row is its index) it only cost a write.
+        carry_row = not counts and not one_lookup and B * rows < 2**31
+
         def step(inner, _):
-            state, k, x, tally = inner
+            state, k, x, aux = inner
             nxt, entered, flat = move(state, x, goal, run)
             # the updates below read the lookups' results rather than the carried state, k and x, so
             # XLA updates the loop's buffers in place (no copy of them per move; full-length walks at
@@ -391,26 +400,30 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
                 # (k is already this move's count: k <= h is "the count before it was < h")
                 spare = no_count + jnp.arange(state.shape[0], dtype=jnp.int32) % SPARE_ENTRIES  # by lane
                 at = jnp.where(moving & (k <= h), flat, spare)
-                tally = lax.cond(counting, lambda t: t.at[at].add(weight, mode="promise_in_bounds"), lambda t: t, tally)
+                aux = lax.cond(counting, lambda t: t.at[at].add(weight, mode="promise_in_bounds"), lambda t: t, aux)
                 # at >= 0 always: orders the index (it reads the move's state and x) before the
                 # writes of the next state and uniform (else XLA copies both every move)
                 nxt = jnp.where(at >= 0, nxt, 0)
+            elif carry_row:
+                aux = flat  # the second lookup's index
             # the next move's uniform, hashed here (once, carried) rather than in the move's two uses
             # of it, from the walk's move count (the Weyl word of move k is w + (k + 1) g) rather
             # than a carried word, one update less per move; nxt >= 0 always: the condition only
             # orders the hash after the lookups that read x (else XLA copies x every move). In a
             # finished walk (the sink row, where every slot leads to S) x is never used.
             x = jnp.where(nxt >= 0, uniform(k), 0)
-            return (nxt, k, x, tally), jnp.where(moving, entered, -1) if record else None
+            return (nxt, k, x, aux), jnp.where(moving, entered, -1) if record else None
 
         k0 = lanes_["k"]
-        (state, k, _, tally), entered = lax.scan(
-            step, (lanes_["state"], k0, uniform(k0), glob["tally"] if counts else None), None, length=R)
+        aux = glob["tally"] if counts else jnp.zeros_like(lanes_["state"]) if carry_row else None
+        (state, k, _, aux), entered = lax.scan(step, (lanes_["state"], k0, uniform(k0), aux), None, length=R)
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
         # overshoot: never recorded or counted); k = horizon + 1 marks it as a miss
         cut = (state != S) & (k >= h)
+        if carry_row:  # a row index (>= 0: int32 holds it, see carry_row): a use that keeps the carried row
+            cut = cut & (aux >= 0)  # (XLA drops unused ones)
         lanes_ = dict(lanes_, state=jnp.where(cut, S, state), k=jnp.where(cut, h + 1, k))
-        glob = dict(glob, **({"tally": tally} if counts else {}))
+        glob = dict(glob, **({"tally": aux} if counts else {}))
         if record:
             r = jnp.arange(R, dtype=jnp.uint32)[:, None]  # move r of the round is move k0 + r of its walk
             kept = (k0[None, :] + r) < h[None, :]
