@@ -617,8 +617,8 @@ def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float
     _fields_equal(before, two)
     _fields_equal(before, three_two)
     _fields_equal(before, three_one)
-    for walks in (plain_one, plain_two, plain_three_two):
-        _fields_equal(before._replace(counts=None), walks)
+    for uncounted in (plain_one, plain_two, plain_three_two):
+        _fields_equal(before._replace(counts=None), uncounted)
     np.testing.assert_array_equal(coarse.sizes[0], [900])  # the shared pool's stages, as run
     np.testing.assert_array_equal(halved.sizes[0], [900, 450, 225])
     assert np.all(np.asarray(coarse.rounds[0]) > 0) and np.all(np.asarray(halved.rounds[0]) > 0)  # every stage ran
