@@ -139,7 +139,9 @@ def main():
     print(f"\nREINFORCE, (3,3,2), {runs} runs x {steps} steps, {ReinforceConfig().num_rollouts} walks per step")
     H_of = jax.jit(jax.vmap(lambda l: mj.exact.hitting_time(maze, l)))
     grad_of = jax.jit(jax.vmap(lambda l, k, h: reinforce_gradient(maze, l, k, 128, h, 0.01)[0], in_axes=(0, 0, None)))
-    walks_of = jax.jit(jax.vmap(lambda l, k, h: mj.sample_walks(maze, l, k, 128, h).length, in_axes=(0, 0, None)))
+    # the first pass as reinforce_gradient runs it: the counting kernel with zero weights (not the plain walk's kernel)
+    walks_of = jax.jit(jax.vmap(lambda l, k, h: mj.sample_walks(maze, l, k, 128, h, counts=True,
+                                                                weights=jnp.zeros(128)).length, in_axes=(0, 0, None)))
     peak, median = peak_rate(maze, runs * 128)  # first: on a quiet process
     print(f"stepper peak (horizon 512, {runs * 128} walks): {peak / 1e6:.0f} M moves/s (best of 9 calls; "
           f"median {median / 1e6:.0f})")
