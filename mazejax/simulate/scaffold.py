@@ -20,7 +20,12 @@ running sums (:func:`mazejax.ordered.running_sums`), not a stacked ``[n, D]`` cu
 device of a 2-core AMD EPYC (16384 full-length walks, SFT limit at (6,6,5)) 47 ns per lane-step
 against 58 (aggregate) and 39 against 50 (mask). Reductions over the moves (``stuck``, ``last``)
 stay reductions: as elementwise ops on the columns they took 55 ns, and ``stuck`` read from the
-last sum 72-83 ns (re-fused into every consumer).
+last sum 72-83 ns (re-fused into every consumer). A step writes the row of its move (``state * D +
+slot``) into the lanes, so the successor lookup reads a computed index; with the index fused into
+the lookup XLA:CPU drew the slot inside the gather, more slowly (stop 32, the same AMD EPYC, old and
+new code alternating, the same walks: 16384 full-length walks on one device, 42 against 48 ns per
+lane-step (aggregate) and 32 against 39 (mask); 65536 on two devices, 86 against 71-72 M proposals/s
+(aggregate) and 57-58 against 40 (mask), best of 7).
 
 Randomness as for the plain walks (:mod:`mazejax.simulate.rng`): step ``k`` of a walk (an
 accepted move or a restart) uses the words ``fmix32(w + (2k + 1) g)`` and ``fmix32(w + (2k + 2) g)``;
@@ -199,7 +204,8 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
             rejected = jnp.zeros(n, jnp.float32)
         remaining = horizon - cost  # proposals left; the accepted one needs 1 of them
         rejected = jnp.minimum(rejected, remaining.astype(jnp.float32)).astype(jnp.int32)
-        nxt = succ_flat.at[state * D + slot].get(mode="promise_in_bounds")
+        row = state * D + slot
+        nxt = succ_flat.at[row].get(mode="promise_in_bounds")
         live = ~done
         over = live & ~stuck & (rejected >= remaining)
         moving = live & ~stuck & ~over
@@ -211,6 +217,7 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
             lanes, state=state, cost=cost, done=done | over | reached, hit=hit | reached,
             moves=lanes["moves"] + moving, restarts=lanes["restarts"] + restart, marks=marks, w=w,
             pend=moving | restart, wipe=restart,  # a restart starts a new attempt: an empty visited set
+            row=row,
         )
         return lanes, None
 
@@ -240,6 +247,7 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
             w=jnp.where(done, seed_w[j], lanes["w"]),
             g=jnp.where(done, seed_g[j], lanes["g"]),
             goal=jnp.where(done, goals[j], lanes["goal"]),
+            row=lanes["row"],
         )
         return lanes, glob
 
@@ -249,7 +257,8 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
 
     def moves(lanes, glob):
         lanes, _ = lax.scan(step, lanes, None, length=ROUND)
-        return lanes, glob
+        # a row index is >= 0 (S * D < 2**31): a use of the carried row that changes nothing (XLA drops unused ones)
+        return dict(lanes, done=lanes["done"] & (lanes["row"] >= 0)), glob
 
     P = sizes[0]
     zeros = jnp.zeros(P, jnp.int32)
@@ -257,10 +266,10 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
         idx=jnp.full(P, num, jnp.int32), state=zeros, cost=zeros, done=jnp.ones(P, bool),
         hit=jnp.zeros(P, bool), moves=zeros, restarts=zeros, marks=jnp.zeros((P, words), jnp.uint32),
         pend=jnp.zeros(P, bool), wipe=jnp.zeros(P, bool), w=jnp.zeros(P, jnp.uint32), g=jnp.ones(P, jnp.uint32),
-        goal=zeros,
+        goal=zeros, row=zeros,
     )
     fills = dict(idx=num, state=0, cost=0, done=True, hit=False, moves=0, restarts=0, marks=0, pend=False, wipe=False,
-                 w=0, g=1, goal=0)
+                 w=0, g=1, goal=0, row=0)
     glob = dict(
         next=jnp.int32(0), length=jnp.zeros(num, jnp.int32), success=jnp.zeros(num, bool),
         moves=jnp.zeros(num, jnp.int32), restarts=jnp.zeros(num, jnp.int32),
