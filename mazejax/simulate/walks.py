@@ -380,11 +380,12 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
 
         # a plain walk with two lookups carries the row of each lane's last move (``aux``; a counting pass
         # carries its tally there): written out every move, the row index is computed once, where fused
-        # into the second lookup it made that lookup twice as slow (XLA:CPU). AMD EPYC host, two devices,
-        # old and new code alternating in one process, the same walks: 1024 runs x 128 walks at (3,3,2),
-        # a table per run, 528 against 386 M moves/s at the base policy (horizon 550) and 229 against
-        # 201 at the backtracker (horizon 70); one run of 65536 walks at (20,20,5), horizon 512: 538
-        # against 392 (best of 7). With one lookup (the row is its index) it only cost a write.
+        # into the second lookup it made that lookup 2-3x slower (XLA:CPU). AMD EPYC host (stop 32), two
+        # devices, old and new code in alternating processes, best of 7-9 calls, the same walks: 1024 runs x
+        # 128 walks at (3,3,2), a table per run, 457-518 against 312-374 M moves/s at the base policy (horizon
+        # 550) and 272-277 against 137-216 at the backtracker (horizon 70); one run of 65536 walks at
+        # (20,20,5), horizon 512: 552-582 against 374-405. One lookup (a simple index) only pays the
+        # write: carrying the row there made single runs at (3,3,2) and (6,6,5) 3-17% slower.
         carry_row = not counts and not one_lookup and B * rows < 2**31
 
         def step(inner, _):
