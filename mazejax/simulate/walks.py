@@ -380,7 +380,7 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
 
         # a plain walk with two lookups carries the row of each lane's last move (``aux``; a counting pass
         # carries its tally there): written out every move, the row index is computed once, where fused
-        # into the second lookup it made that lookup 2-3x slower (XLA:CPU). AMD EPYC host (stop 32), two
+        # into the second lookup it made that lookup about 2x slower (XLA:CPU). AMD EPYC host (stop 32), two
         # devices, old and new code in alternating processes, best of 7-9 calls, the same walks: 1024 runs x
         # 128 walks at (3,3,2), a table per run, 457-518 against 312-374 M moves/s at the base policy (horizon
         # 550) and 272-277 against 137-216 at the backtracker (horizon 70); one run of 65536 walks at
