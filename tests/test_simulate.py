@@ -572,7 +572,8 @@ def test_round_lengths_stage_sizes_and_lookups_do_not_change_a_walk_or_its_float
     """When each walk has its own lane no lane is ever refilled, so the stages may have any sizes and
     their rounds any length: the walks, records and float sums of weighted counts keep their bits. So
     does drawing a move with two gathers (entry, then code: very large batches of runs) instead of one,
-    and from 3-word rows (codes too wide to share a word) instead of 2-word ones."""
+    and from 3-word rows (codes too wide to share a word) instead of 2-word ones; and the same walks
+    uncounted (a plain walk with two gathers carries the row of each move) have the same fields."""
     from mazejax.simulate import pool as pool_module
     from mazejax.simulate import walks as walks_module
 
