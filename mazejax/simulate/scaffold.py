@@ -257,7 +257,7 @@ def _search_local(maze, logits, key, horizon, given_target, start, *, num, mode,
 
     def moves(lanes, glob):
         lanes, _ = lax.scan(step, lanes, None, length=ROUND)
-        # a row index is >= 0 (S * D < 2**31): a use of the carried row that changes nothing (XLA drops unused ones)
+        # always true (a row index, and S * D < 2**31): a use, else XLA drops the carried row
         return dict(lanes, done=lanes["done"] & (lanes["row"] >= 0)), glob
 
     P = sizes[0]

@@ -421,8 +421,8 @@ def _pool_walks(table, degree, key, horizon, target, weights, start, *, num, rec
         # a walk that reached the horizon ends (its moves past the horizon, at most R - 1, are
         # overshoot: never recorded or counted); k = horizon + 1 marks it as a miss
         cut = (state != S) & (k >= h)
-        if carry_row:  # a row index (>= 0: int32 holds it, see carry_row): a use that keeps the carried row
-            cut = cut & (aux >= 0)  # (XLA drops unused ones)
+        if carry_row:  # always true (a row index, and B * rows < 2**31): a use, else XLA drops the carried row
+            cut = cut & (aux >= 0)
         lanes_ = dict(lanes_, state=jnp.where(cut, S, state), k=jnp.where(cut, h + 1, k))
         glob = dict(glob, **({"tally": aux} if counts else {}))
         if record:
